@@ -1,0 +1,109 @@
+"""The native core of rustdocker (Rust, PyO3). Its export list is this whole file.
+
+Every Docker call returns an awaitable running on one process-wide tokio runtime; cancelling
+the await drops the Rust future, and a cancelled `start_server` undoes what it had done.
+"""
+
+from collections.abc import Awaitable
+
+__version__: str
+
+class RustDockerError(Exception):
+    """Base class of every error raised by the Docker layer."""
+
+class DockerConnectionError(RustDockerError):
+    """The engine could not be reached; the message names the Docker host tried."""
+
+class DockerApiError(RustDockerError):
+    """The engine answered with an error status; the message carries verb, object and reply."""
+
+    status_code: int
+
+class NotFoundError(DockerApiError):
+    """404 from the engine."""
+
+class ConflictError(DockerApiError):
+    """409 from the engine."""
+
+class StartResult:
+    """What `DockerClient.start_server` did."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def created(self) -> bool:
+        """True when the container was created by this call, False when an existing one was
+        re-used."""
+    @property
+    def api_token(self) -> str | None:
+        """The API token found in a re-used container's environment."""
+    @property
+    def ip(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+
+class ContainerStatus:
+    """A container's state."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def status(self) -> str:
+        """Docker's status word: running, exited, created, paused, ..."""
+
+class DockerClient:
+    """A connected, version-negotiated Docker engine, shared by a hub's spawners."""
+
+    @staticmethod
+    def connect(host: str | None = None, timeout: float = 120.0) -> Awaitable[DockerClient]:
+        """Connect to `host` (default `DOCKER_HOST`, else the local socket) and negotiate the
+        API version. Raises `DockerConnectionError` naming the host when it is unreachable."""
+    @property
+    def host(self) -> str: ...
+    @property
+    def api_version(self) -> str: ...
+    def start_server(self, spec_json: str) -> Awaitable[StartResult]:
+        """Pull per policy, find or create, start, and return where the server listens.
+        `ValueError` for an invalid spec (nothing is created)."""
+    def stop_server(
+        self, name: str, timeout: int | None = None, remove: bool = False
+    ) -> Awaitable[None]:
+        """Stop the container (missing or stopped is fine); with `remove`, remove it (never
+        its volumes)."""
+    def remove_container(self, name: str, force: bool = True) -> Awaitable[None]:
+        """Remove a container, never its volumes; a missing container is fine."""
+    def container_status(self, name: str) -> Awaitable[ContainerStatus | None]:
+        """The container's state, or None when it does not exist."""
+    def wait_idle(self, name: str) -> Awaitable[None]:
+        """Wait until no start or stop of container `name` is in progress."""
+
+def escape(text: str) -> str:
+    """DockerSpawner's default escaping (`[a-z0-9]` kept, `-XX` hex, lower-cased)."""
+
+def escape_legacy(text: str) -> str:
+    """DockerSpawner's pre-12 escaping (`[A-Za-z0-9-]` kept, `_XX` hex)."""
+
+def imagename(image: str) -> str:
+    """`image` with `/` and `:` replaced by `-`."""
+
+def format_template(template: str, namespace: dict[str, str]) -> str:
+    """`template.format(**namespace)`; `ValueError` naming an unknown field or bad syntax."""
+
+def format_template_lenient(template: str, namespace: dict[str, str]) -> str:
+    """Like `format_template`, but the template is returned unchanged on any error."""
+
+def parse_byte_specification(value: str) -> int:
+    """JupyterHub `ByteSpecification` for a string (`'1.5G'`); `ValueError` when invalid,
+    negative, NaN, infinite or too large."""
+
+def parse_docker_bytes(value: str) -> int:
+    """docker-py `parse_bytes` for a string (`'1g'`, `'512m'`, `'100'`)."""
+
+def build_create_body(spec_json: str) -> str:
+    """The Engine-API create body a spec produces, as JSON, without contacting the engine."""

@@ -1,0 +1,240 @@
+//! The thin PyO3 layer: converts arguments, runs the pure and Docker code, converts results.
+//! Every Docker call returns an awaitable on the one process-wide tokio runtime; nothing here
+//! blocks the event loop or holds the GIL while waiting on the engine.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3_async_runtimes::tokio::future_into_py;
+
+use crate::docker::containers::{ContainerStatus, StartOutcome};
+use crate::docker::Engine;
+use crate::errors::CoreError;
+use crate::spec::ContainerSpec;
+use crate::{memory, template};
+
+/// A connected Docker engine, shared by every spawner of the hub process.
+#[pyclass(module = "rustdocker._core", name = "DockerClient", frozen)]
+pub struct PyDockerClient {
+    engine: Engine,
+}
+
+/// The result of `DockerClient.start_server`.
+#[pyclass(module = "rustdocker._core", name = "StartResult", frozen, get_all)]
+pub struct PyStartResult {
+    id: String,
+    name: String,
+    created: bool,
+    api_token: Option<String>,
+    ip: String,
+    port: u16,
+}
+
+impl From<StartOutcome> for PyStartResult {
+    fn from(o: StartOutcome) -> Self {
+        PyStartResult {
+            id: o.id,
+            name: o.name,
+            created: o.created,
+            api_token: o.api_token,
+            ip: o.ip,
+            port: o.port,
+        }
+    }
+}
+
+/// A container's state as `DockerClient.container_status` reports it.
+#[pyclass(module = "rustdocker._core", name = "ContainerStatus", frozen, get_all)]
+pub struct PyContainerStatus {
+    id: String,
+    running: bool,
+    exit_code: i64,
+    status: String,
+}
+
+impl From<ContainerStatus> for PyContainerStatus {
+    fn from(s: ContainerStatus) -> Self {
+        PyContainerStatus {
+            id: s.id,
+            running: s.running,
+            exit_code: s.exit_code,
+            status: s.status,
+        }
+    }
+}
+
+#[pymethods]
+impl PyStartResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "StartResult(id={:?}, name={:?}, created={}, ip={:?}, port={})",
+            self.id, self.name, self.created, self.ip, self.port
+        )
+    }
+}
+
+#[pymethods]
+impl PyContainerStatus {
+    fn __repr__(&self) -> String {
+        format!(
+            "ContainerStatus(id={:?}, running={}, exit_code={}, status={:?})",
+            self.id, self.running, self.exit_code, self.status
+        )
+    }
+}
+
+#[pymethods]
+impl PyDockerClient {
+    /// Connects to the engine at `host` (default: `DOCKER_HOST`, else the local socket) and
+    /// negotiates the API version. Returns an awaitable of `DockerClient`.
+    #[staticmethod]
+    #[pyo3(signature = (host=None, timeout=120.0))]
+    fn connect(py: Python<'_>, host: Option<String>, timeout: f64) -> PyResult<Bound<'_, PyAny>> {
+        if !timeout.is_finite() || timeout <= 0.0 {
+            return Err(PyValueError::new_err(format!(
+                "Docker client timeout {timeout} is not allowed: use a positive number of seconds"
+            )));
+        }
+        let timeout = Duration::from_secs_f64(timeout);
+        future_into_py(py, async move {
+            let engine = Engine::connect(host, timeout).await?;
+            Ok(PyDockerClient { engine })
+        })
+    }
+
+    /// The Docker host this client talks to.
+    #[getter]
+    fn host(&self) -> String {
+        self.engine.host().to_owned()
+    }
+
+    /// The negotiated Engine API version.
+    #[getter]
+    fn api_version(&self) -> String {
+        self.engine.api_version()
+    }
+
+    /// Starts a server from a JSON container spec; awaitable of `StartResult`.
+    fn start_server<'py>(&self, py: Python<'py>, spec_json: &str) -> PyResult<Bound<'py, PyAny>> {
+        let spec = ContainerSpec::from_json(spec_json)?;
+        let engine = self.engine.clone();
+        future_into_py(py, async move {
+            let outcome = engine.start_server(spec).await?;
+            Ok(PyStartResult::from(outcome))
+        })
+    }
+
+    /// Stops (and with `remove`, removes) a container; awaitable of None.
+    #[pyo3(signature = (name, timeout=None, remove=false))]
+    fn stop_server<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        timeout: Option<i32>,
+        remove: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future_into_py(py, async move {
+            engine.stop_server(&name, timeout, remove).await?;
+            Ok(())
+        })
+    }
+
+    /// Removes a container (never its volumes); awaitable of None.
+    #[pyo3(signature = (name, force=true))]
+    fn remove_container<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        force: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future_into_py(py, async move {
+            engine.remove_container(&name, force).await?;
+            Ok(())
+        })
+    }
+
+    /// The state of a container; awaitable of `ContainerStatus` or None when it does not exist.
+    fn container_status<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future_into_py(py, async move {
+            Ok(engine
+                .container_status(&name)
+                .await?
+                .map(PyContainerStatus::from))
+        })
+    }
+
+    /// Waits until no start/stop holds the lock of container `name`; awaitable of None.
+    fn wait_idle<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future_into_py(py, async move {
+            engine.wait_idle(&name).await;
+            Ok(())
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "DockerClient(host={:?}, api_version={:?})",
+            self.engine.host(),
+            self.engine.api_version()
+        )
+    }
+}
+
+/// DockerSpawner's default escaping of `{username}`/`{servername}`.
+#[pyfunction]
+pub fn escape(text: &str) -> String {
+    template::escape(text)
+}
+
+/// DockerSpawner's pre-12 ("legacy") escaping.
+#[pyfunction]
+pub fn escape_legacy(text: &str) -> String {
+    template::escape_legacy(text)
+}
+
+/// `image` with `/` and `:` replaced by `-`, for `{imagename}`.
+#[pyfunction]
+pub fn imagename(image: &str) -> String {
+    template::imagename(image)
+}
+
+/// `template.format(**namespace)`, strictly: an unknown field or bad syntax raises `ValueError`.
+#[pyfunction]
+pub fn format_template(template: &str, namespace: BTreeMap<String, String>) -> PyResult<String> {
+    template::render_strict(template, &namespace).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// `template.format(**namespace)`, leniently: the template is returned unchanged on any error.
+#[pyfunction]
+pub fn format_template_lenient(template: &str, namespace: BTreeMap<String, String>) -> String {
+    template::render_lenient(template, &namespace)
+}
+
+/// JupyterHub `ByteSpecification` for strings; `ValueError` for invalid, negative, NaN, infinite
+/// or too large values.
+#[pyfunction]
+pub fn parse_byte_specification(value: &str) -> PyResult<i64> {
+    memory::parse_byte_specification(value).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// docker-py's `parse_bytes` for strings (`"1g"`, `"512m"`, `"100"`).
+#[pyfunction]
+pub fn parse_docker_bytes(value: &str) -> PyResult<i64> {
+    memory::parse_docker_bytes(value).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Validates a container spec and returns the Engine-API create body it produces, as JSON.
+/// Pure: no engine is contacted (the image's CMD is not looked up). For tests and `--dry-run`.
+#[pyfunction]
+pub fn build_create_body(spec_json: &str) -> PyResult<String> {
+    let spec = ContainerSpec::from_json(spec_json)?;
+    let body = spec.create_body(spec.cmd.clone())?;
+    serde_json::to_string(&body)
+        .map_err(|e| CoreError::InvalidSpec(format!("serialise create body: {e}")).into())
+}

@@ -1,0 +1,91 @@
+//! Every Docker Engine API call rustdocker makes, on one shared, version-negotiated bollard client.
+
+pub mod containers;
+pub mod images;
+pub mod locks;
+pub mod volumes;
+
+use std::time::Duration;
+
+use bollard::Docker;
+
+use crate::errors::{CoreError, CoreResult};
+
+/// The engine bollard talks to when neither the settings nor `DOCKER_HOST` name one.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// A connected engine: a cheap-to-clone handle shared by every spawner of a hub process.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+impl Engine {
+    /// Connects to `host` (or `DOCKER_HOST`, or the local socket) and negotiates the API version,
+    /// so an older engine (20.10 speaks 1.41) and current ones both work.
+    pub async fn connect(host: Option<String>, timeout: Duration) -> CoreResult<Self> {
+        let host = host
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
+        let docker = Docker::connect_with_host(&host)
+            .map_err(|e| CoreError::from_bollard("connect", &host, e))?
+            .with_timeout(timeout);
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| CoreError::from_bollard("negotiate the API version", &host, e))
+            .map_err(|e| match e {
+                CoreError::Connection { .. } => e,
+                other => CoreError::Connection {
+                    host: host.clone(),
+                    message: other.to_string(),
+                },
+            })?;
+        Ok(Engine { docker, host })
+    }
+
+    /// The Docker host this engine was reached at.
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The negotiated API version, e.g. `1.41`.
+    #[must_use]
+    pub fn api_version(&self) -> String {
+        let v = self.docker.client_version();
+        format!("{}.{}", v.major_version, v.minor_version)
+    }
+
+    /// The hostname to connect to when the engine publishes on all interfaces: the engine's host
+    /// for `tcp://`, loopback for a local socket.
+    #[must_use]
+    pub fn connect_hostname(&self) -> String {
+        let rest = self
+            .host
+            .strip_prefix("tcp://")
+            .or_else(|| self.host.strip_prefix("http://"))
+            .or_else(|| self.host.strip_prefix("https://"));
+        match rest {
+            Some(rest) => {
+                let authority = rest.split('/').next().unwrap_or(rest);
+                if let Some(bracketed) = authority.strip_prefix('[') {
+                    bracketed.split(']').next().unwrap_or(bracketed).to_owned()
+                } else {
+                    authority.split(':').next().unwrap_or(authority).to_owned()
+                }
+            }
+            None => "127.0.0.1".to_owned(),
+        }
+    }
+
+    pub(crate) fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub(crate) fn err(&self, action: impl Into<String>, e: bollard::errors::Error) -> CoreError {
+        CoreError::from_bollard(action, &self.host, e)
+    }
+}

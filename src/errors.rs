@@ -1,0 +1,194 @@
+//! One error type for the whole core, and the single place where it becomes a Python exception.
+//!
+//! Messages say what was being done, to what, and what the engine said, e.g.
+//! `create container 'jupyter-alice': Docker responded with status code 409: Conflict ...`,
+//! because the operator reads them in the hub's log with nothing else to go on.
+
+use std::fmt;
+
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::{create_exception, PyErr};
+
+create_exception!(
+    rustdocker._core,
+    RustDockerError,
+    PyException,
+    "Base class of every error raised by rustdocker's Docker layer."
+);
+create_exception!(
+    rustdocker._core,
+    DockerConnectionError,
+    RustDockerError,
+    "The Docker engine could not be reached (socket missing, refused, TLS failure, timeout)."
+);
+create_exception!(
+    rustdocker._core,
+    DockerApiError,
+    RustDockerError,
+    "The Docker engine answered a request with an error status (`status_code` attribute)."
+);
+create_exception!(
+    rustdocker._core,
+    NotFoundError,
+    DockerApiError,
+    "The engine answered 404: the container, image or volume does not exist."
+);
+create_exception!(
+    rustdocker._core,
+    ConflictError,
+    DockerApiError,
+    "The engine answered 409: e.g. a name already in use or a removal already in progress."
+);
+
+/// Everything that can go wrong in the core.
+#[derive(Debug)]
+pub enum CoreError {
+    /// The engine could not be reached at all.
+    Connection {
+        /// The Docker host we tried (`unix:///var/run/docker.sock`, `tcp://...`).
+        host: String,
+        /// What failed.
+        message: String,
+    },
+    /// The engine answered with an error status.
+    Api {
+        /// The verb and object, e.g. `create container 'jupyter-alice'`.
+        action: String,
+        /// The HTTP status the engine returned.
+        status: u16,
+        /// The engine's own message.
+        message: String,
+    },
+    /// Any other failure of a request (bad JSON from the engine, stream error, ...).
+    Request {
+        /// The verb and object.
+        action: String,
+        /// What failed.
+        message: String,
+    },
+    /// The spec handed over by Python is invalid: names the field, the value and what is allowed.
+    InvalidSpec(String),
+}
+
+impl fmt::Display for CoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoreError::Connection { host, message } => {
+                write!(f, "cannot reach the Docker engine at {host}: {message}")
+            }
+            CoreError::Api {
+                action,
+                status,
+                message,
+            } => write!(
+                f,
+                "{action}: Docker responded with status code {status}: {message}"
+            ),
+            CoreError::Request { action, message } => write!(f, "{action}: {message}"),
+            CoreError::InvalidSpec(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for CoreError {}
+
+impl CoreError {
+    /// Classifies a bollard error raised while doing `action` against the engine at `host`.
+    pub fn from_bollard(
+        action: impl Into<String>,
+        host: &str,
+        err: bollard::errors::Error,
+    ) -> Self {
+        use bollard::errors::Error as E;
+        let action = action.into();
+        match err {
+            E::DockerResponseServerError {
+                status_code,
+                message,
+            } => CoreError::Api {
+                action,
+                status: status_code,
+                message,
+            },
+            // Transport-level failures: the engine is not there, refused us, or hung.
+            E::IOError { .. }
+            | E::HyperLegacyError { .. }
+            | E::HttpClientError { .. }
+            | E::HyperResponseError { .. }
+            | E::SocketNotFoundError(_)
+            | E::RequestTimeoutError
+            | E::UnsupportedURISchemeError { .. }
+            | E::CertPathError { .. }
+            | E::CertParseError { .. }
+            | E::CertMultipleKeys { .. }
+            | E::NoNativeCertsError { .. }
+            | E::LoadNativeCertsErrors { .. } => CoreError::Connection {
+                host: host.to_owned(),
+                message: format!("{action}: {}", error_chain(&err)),
+            },
+            other => CoreError::Request {
+                action,
+                message: error_chain(&other),
+            },
+        }
+    }
+
+    /// The HTTP status of an API error, if this is one.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CoreError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True for a 404 from the engine.
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+/// Joins an error with its sources, so "connection refused" from deep in hyper is not lost.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = inner.source();
+    }
+    out
+}
+
+/// The one conversion point from core errors to Python exceptions.
+impl From<CoreError> for PyErr {
+    fn from(err: CoreError) -> PyErr {
+        let message = err.to_string();
+        match &err {
+            CoreError::Connection { .. } => DockerConnectionError::new_err(message),
+            CoreError::InvalidSpec(_) => PyValueError::new_err(message),
+            CoreError::Request { .. } => RustDockerError::new_err(message),
+            CoreError::Api { status, .. } => {
+                let status = *status;
+                let pyerr = match status {
+                    404 => NotFoundError::new_err(message),
+                    409 => ConflictError::new_err(message),
+                    _ => DockerApiError::new_err(message),
+                };
+                Python::attach(|py| {
+                    // Best effort: the message already carries the status for anyone reading it.
+                    let _ = pyerr.value(py).setattr("status_code", status);
+                });
+                pyerr
+            }
+        }
+    }
+}
+
+/// Result alias for the core.
+pub type CoreResult<T> = Result<T, CoreError>;

@@ -1,0 +1,38 @@
+//! rustdocker's native core, `rustdocker._core`: template and memory-string logic, container
+//! specs, and every Docker Engine API call. This file is the export list only.
+
+pub mod bindings;
+pub mod docker;
+pub mod errors;
+pub mod memory;
+pub mod spec;
+pub mod template;
+
+use pyo3::prelude::*;
+
+/// The native module. Its export list is the whole Python surface (see `_core.pyi`).
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<bindings::PyDockerClient>()?;
+    m.add_class::<bindings::PyStartResult>()?;
+    m.add_class::<bindings::PyContainerStatus>()?;
+    m.add_function(wrap_pyfunction!(bindings::escape, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::escape_legacy, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::imagename, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::format_template, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::format_template_lenient, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::parse_byte_specification, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::parse_docker_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::build_create_body, m)?)?;
+    m.add("RustDockerError", py.get_type::<errors::RustDockerError>())?;
+    m.add(
+        "DockerConnectionError",
+        py.get_type::<errors::DockerConnectionError>(),
+    )?;
+    m.add("DockerApiError", py.get_type::<errors::DockerApiError>())?;
+    m.add("NotFoundError", py.get_type::<errors::NotFoundError>())?;
+    m.add("ConflictError", py.get_type::<errors::ConflictError>())?;
+    Ok(())
+}
