@@ -64,24 +64,20 @@ async def _maybe_await(value: Any) -> Any:
 class _ClientPool:
     """One connected, version-negotiated Docker client per (host, timeout) per hub process.
 
-    Concurrent first users share one connection attempt; a failed attempt is not cached.
+    A client is not tied to an event loop, so it is cached as an object. Two spawners that race
+    to make the first connection may both connect; the first to finish is kept.
     """
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str | None, float], asyncio.Future[_core.DockerClient]] = {}
+        self._clients: dict[tuple[str | None, float], _core.DockerClient] = {}
 
     async def get(self, host: str | None, timeout: float) -> _core.DockerClient:
         key = (host, timeout)
-        fut = self._clients.get(key)
-        if fut is None or (fut.done() and fut.exception() is not None):
-            fut = asyncio.ensure_future(_core.DockerClient.connect(host, timeout))
-            self._clients[key] = fut
-        try:
-            return await asyncio.shield(fut)
-        except BaseException:
-            if fut.done() and not fut.cancelled() and fut.exception() is not None:
-                self._clients.pop(key, None)
-            raise
+        client = self._clients.get(key)
+        if client is None:
+            client = await _core.DockerClient.connect(host, timeout)
+            client = self._clients.setdefault(key, client)
+        return client
 
 
 _clients = _ClientPool()
@@ -582,6 +578,32 @@ class DockerSpawner(Spawner):
 
         return [render(dict(m)) for m in self.mounts]
 
+    def _mounts_without_conflicts(
+        self, volume_binds: dict[str, dict[str, str]]
+    ) -> list[dict[str, Any]]:
+        """`mounts`, less any entry whose target a `volumes` entry already mounts.
+
+        Docker refuses two mounts at one path ("Duplicate mount point"). The persistence guide's
+        example sets both for the notebook directory; the named volume is kept because the
+        engine gives it the image's ownership of that directory, so the user can write to it,
+        which a bind-mounted host directory created by root would not allow.
+        """
+        taken = {b["bind"].rstrip("/") or "/": source for source, b in volume_binds.items()}
+        kept = []
+        for mount in self._rendered_mounts():
+            target = str(mount.get("target", mount.get("Target", ""))).rstrip("/") or "/"
+            if target in taken:
+                self.log.warning(
+                    "DockerSpawner.mounts entry %s is skipped: %s is already mounted there "
+                    "from DockerSpawner.volumes (%r)",
+                    mount,
+                    target,
+                    taken[target],
+                )
+                continue
+            kept.append(mount)
+        return kept
+
     # ------------------------------------------------------------------ environment
 
     async def _resolve(self, name: str) -> Any:
@@ -652,6 +674,8 @@ class DockerSpawner(Spawner):
                     f"DockerSpawner.{setting} returned {value!r}: a dict is required"
                 )
         labels = self._labels()
+        volume_binds = self.volume_binds
+        mounts = self._mounts_without_conflicts(volume_binds)
         binds = [
             {
                 "source": source,
@@ -659,7 +683,7 @@ class DockerSpawner(Spawner):
                 "mode": b.get("mode", "rw"),
                 "propagation": b.get("propagation"),
             }
-            for source, b in self.volume_binds.items()
+            for source, b in volume_binds.items()
         ]
         cmd = self.cmd
         return {
@@ -673,7 +697,7 @@ class DockerSpawner(Spawner):
             "volume_labels": labels,
             "port": int(self.port),
             "binds": binds,
-            "mounts": self._rendered_mounts(),
+            "mounts": mounts,
             "mem_limit": mem_limit,
             "mem_guarantee": mem_guarantee,
             "cpu_limit": cpu_limit,

@@ -150,7 +150,7 @@ impl Engine {
             if cancelled_by_caller() {
                 return Err(cancelled());
             }
-            self.start_container(&id).await?;
+            self.start_container(&id, &spec.name).await?;
             let (ip, port) = self.server_address(spec, &id).await?;
             Ok(StartOutcome {
                 id: id.clone(),
@@ -225,11 +225,11 @@ impl Engine {
         Ok(created.id)
     }
 
-    async fn start_container(&self, id: &str) -> CoreResult<()> {
+    async fn start_container(&self, id: &str, name: &str) -> CoreResult<()> {
         match self.docker().start_container(id, None).await {
             Ok(()) => Ok(()),
             Err(e) => {
-                let err = self.err(format!("start container '{id}'"), e);
+                let err = self.err(format!("start container '{name}'"), e);
                 // 304: already running, which is what we wanted.
                 if err.status() == Some(304) {
                     Ok(())
