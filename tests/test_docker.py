@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rustdocker
 from conftest import (
     LABEL_HUB,
     SESSION_HUB_ID,
@@ -19,8 +20,6 @@ from conftest import (
     inspect,
     make_spawner,
 )
-
-import rustdocker
 from rustdocker import _core
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("tiny_image")]
@@ -327,9 +326,9 @@ async def test_api_error_names_verb_object_and_daemon_message(unique: str) -> No
 
 async def test_unreachable_engine_names_the_host(unique: str) -> None:
     s = make_spawner(unique, docker_host="unix:///nonexistent/docker.sock")
-    with pytest.raises(rustdocker.DockerConnectionError, match="/nonexistent/docker.sock"):
+    with pytest.raises(rustdocker.DockerConnectionError, match=r"/nonexistent/docker\.sock"):
         await s.start()
-    with pytest.raises(rustdocker.DockerConnectionError, match="127.0.0.1:1"):
+    with pytest.raises(rustdocker.DockerConnectionError, match=r"127\.0\.0\.1:1"):
         await _core.DockerClient.connect("tcp://127.0.0.1:1", 5.0)
 
 

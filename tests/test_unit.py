@@ -6,12 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from conftest import make_spawner
-from traitlets import TraitError
-
 import rustdocker
+from conftest import make_spawner
 from rustdocker import _core
 from rustdocker.volumenamingstrategy import default_format_volume_name
+from traitlets import TraitError
 
 
 def test_public_names() -> None:
@@ -261,7 +260,7 @@ async def test_guide_conflict_keeps_volume() -> None:
 )
 async def test_invalid_settings_are_named(extra: dict[str, Any], needle: str) -> None:
     s = make_spawner(**extra)
-    with pytest.raises(ValueError, match=".") as info:
+    with pytest.raises(ValueError, match=r".") as info:
         spec = await s.build_spec()
         _core.build_create_body(json.dumps(spec))
     assert needle in str(info.value)

@@ -33,7 +33,6 @@ from traitlets import (
     Unicode,
     Union,
     default,
-    observe,
     validate,
 )
 
@@ -183,7 +182,7 @@ class DockerSpawner(Spawner):
                 f"DockerSpawner.escape = {value!r} is not allowed: use a callable taking and "
                 "returning a string, or 'legacy'"
             )
-        return value  # type: ignore[no-any-return]
+        return value
 
     # ------------------------------------------------------------------ persistence
 
@@ -217,8 +216,11 @@ class DockerSpawner(Spawner):
         `format_volume_name`. Named volumes of `type: volume` are created and labelled like
         those of `volumes`.
 
-        Example:
-        `c.DockerSpawner.mounts = [{"source": "/srv/home/{username}", "target": "/home/jovyan/work", "type": "bind"}]`
+        Example::
+
+            c.DockerSpawner.mounts = [
+                {"source": "/srv/home/{username}", "target": "/home/jovyan/work", "type": "bind"}
+            ]
         """,
     ).tag(config=True)
 
@@ -229,8 +231,12 @@ class DockerSpawner(Spawner):
         unknown field is an error naming it). `rustdocker.volumenamingstrategy` also has
         `escaped_format_volume_name`, identical since DockerSpawner 12.
 
-        Example:
-        `c.DockerSpawner.format_volume_name = lambda template, spawner: template.format(username=spawner.user.name)`
+        Example::
+
+            def volume_name(template, spawner):
+                return template.format(username=spawner.user.name)
+
+            c.DockerSpawner.format_volume_name = volume_name
         """,
     ).tag(config=True)
 
@@ -251,7 +257,7 @@ class DockerSpawner(Spawner):
     ).tag(config=True)
 
     @property
-    def will_resume(self) -> bool:  # type: ignore[override]
+    def will_resume(self) -> bool:
         # A kept container is resumed, so the hub keeps its API token across stops.
         return not self.remove
 
@@ -670,9 +676,7 @@ class DockerSpawner(Spawner):
             ("extra_host_config", extra_host),
         ):
             if not isinstance(value, dict):
-                raise TraitError(
-                    f"DockerSpawner.{setting} returned {value!r}: a dict is required"
-                )
+                raise TraitError(f"DockerSpawner.{setting} returned {value!r}: a dict is required")
         labels = self._labels()
         volume_binds = self.volume_binds
         mounts = self._mounts_without_conflicts(volume_binds)

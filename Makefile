@@ -1,0 +1,32 @@
+# Targets shared by developers and CI. `make test` is the whole suite with set-up.
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+PY := .venv/bin/python
+
+.PHONY: setup dev lint test test-fast wheel run bench
+
+setup:
+	bash scripts/setup.sh
+
+dev:
+	.venv/bin/maturin develop --release -q
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets --quiet -- -D warnings
+	$(PY) -m ruff check python tests
+	$(PY) -m ruff format --check python tests
+	$(PY) -m mypy
+
+test:
+	bash scripts/test.sh
+
+# Without the set-up: for a developer whose machine is already set up.
+test-fast:
+	cargo test --lib --quiet
+	$(PY) -m pytest tests -q
+
+wheel:
+	.venv/bin/maturin build --release -o dist
+
+run:
+	bash scripts/run-hub.sh
