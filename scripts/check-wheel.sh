@@ -4,15 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-dist=$(mktemp -d)
 venv=$(mktemp -d)
-trap 'rm -rf "$dist" "$venv"' EXIT
-.venv/bin/maturin build --release -q -o "$dist" 2>&1 | grep -v '^Requirement already' || true
-wheel=$(ls "$dist"/rustdocker-*-abi3-*.whl)
+trap 'rm -rf "$venv"' EXIT
+# The wheel scripts/setup.sh built (and the tests ran against); built here if missing.
+if ! ls dist/rustdocker-*-abi3-*.whl >/dev/null 2>&1; then
+    .venv/bin/maturin build --release -q -o dist 2>&1 | grep -v '^Requirement already' || true
+fi
+wheel=$(ls dist/rustdocker-*-abi3-*.whl | head -1)
 echo "==> $(basename "$wheel")"
 python3 -m venv "$venv"
 env -i PATH=/usr/bin:/bin HOME="$HOME" PIP_CERT="${PIP_CERT:-}" \
-    PIP_FIND_LINKS="${PIP_FIND_LINKS:-}" "$venv/bin/pip" install -q "$wheel"
+    PIP_FIND_LINKS="${PIP_FIND_LINKS:-}" PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    "$venv/bin/pip" install -q "$wheel"
 env -i PATH=/usr/bin:/bin "$venv/bin/python" - <<'PY'
 import shutil
 from importlib.metadata import entry_points

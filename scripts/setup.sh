@@ -37,9 +37,14 @@ log "installing Python build and test dependencies"
 .venv/bin/pip install -q --upgrade "pip>=23" >/dev/null
 .venv/bin/pip install -q "maturin>=1.9,<2" "jupyterhub>=5" "pytest>=8" "pytest-asyncio>=0.23" \
     ruff mypy
-log "building rustdocker into .venv (release)"
+# The tests run against the wheel users install, not an editable build; check-wheel.sh then
+# installs this same wheel into a fresh venv.
+log "building the rustdocker wheel (release) and installing it into .venv"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-.venv/bin/maturin develop --release -q 2>&1 | grep -v '^Requirement already satisfied' || true
+rm -rf dist
+.venv/bin/maturin build --release -q -o dist 2>&1 | grep -v '^Requirement already satisfied' || true
+.venv/bin/pip install -q --force-reinstall --no-deps dist/rustdocker-*-abi3-*.whl
+.venv/bin/pip install -q dist/rustdocker-*-abi3-*.whl # its dependencies, if any are missing
 .venv/bin/python -c 'import rustdocker._core' # fails loudly if the build did not land
 
 log "building the tiny test image"
