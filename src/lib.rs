@@ -3,6 +3,7 @@
 
 pub mod bindings;
 pub mod docker;
+pub mod dockerpy;
 pub mod errors;
 pub mod memory;
 pub mod spec;

@@ -11,6 +11,7 @@ use bollard::models::ContainerCreateBody;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::dockerpy;
 use crate::errors::{CoreError, CoreResult};
 
 /// Default CFS period (µs) used to turn `cpu_limit` into a quota, as Docker's own `--cpus` does.
@@ -120,8 +121,11 @@ pub struct ContainerSpec {
 impl ContainerSpec {
     /// Parses the JSON the Python layer sends; a bad field is named in the error.
     pub fn from_json(text: &str) -> CoreResult<Self> {
-        let spec: ContainerSpec = serde_json::from_str(text)
+        let mut spec: ContainerSpec = serde_json::from_str(text)
             .map_err(|e| CoreError::InvalidSpec(format!("invalid container spec: {e}")))?;
+        spec.extra_create = dockerpy::create_kwargs("extra_create_kwargs", &spec.extra_create)?;
+        spec.extra_host_config =
+            dockerpy::host_config("extra_host_config", &spec.extra_host_config)?;
         spec.validate()?;
         Ok(spec)
     }
@@ -262,7 +266,23 @@ impl ContainerSpec {
             host.remove("PortBindings");
         }
 
-        let env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // `environment` in extra_create_kwargs adds to the computed environment key by key, as
+        // DockerSpawner's deep merge of the two dicts does, instead of replacing the list.
+        let mut extra_create = self.extra_create.clone();
+        let mut env_map = self.env.clone();
+        if let Some(extra_env) = extra_create.remove("Env") {
+            let Value::Array(entries) = extra_env else {
+                return Err(CoreError::InvalidSpec(format!(
+                    "extra_create_kwargs environment {extra_env} is not allowed: use a dict or a list of 'KEY=value'"
+                )));
+            };
+            for entry in entries {
+                let entry = entry.as_str().unwrap_or_default().to_owned();
+                let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+                env_map.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let env: Vec<String> = env_map.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut body = Map::new();
         body.insert("Image".into(), json!(self.image));
         body.insert("Env".into(), json!(env));
@@ -281,7 +301,7 @@ impl ContainerSpec {
                 .collect();
             body.insert("Volumes".into(), Value::Object(volumes));
         }
-        deep_merge(&mut body, &self.extra_create);
+        deep_merge(&mut body, &extra_create);
         // Computed host config wins over a `HostConfig` given in extra_create, as in DockerSpawner;
         // extra_host_config was already merged over it above.
         match body.get_mut("HostConfig") {
@@ -623,6 +643,23 @@ mod tests {
         let labels = body.labels.unwrap();
         assert_eq!(labels.get("a").map(String::as_str), Some("1"));
         assert_eq!(labels.get("b").map(String::as_str), Some("2"));
+    }
+
+    #[test]
+    fn docker_py_keywords_convert_and_env_merges() {
+        let s = spec(json!({
+            "env": {"A": "1", "B": "2"},
+            "extra_create": {"environment": {"B": "3", "C": "4"}, "user": "root"},
+            "extra_host_config": {"shm_size": "1g", "cpu_period": 50000},
+            "cpu_limit": 0.5,
+        }));
+        let body = s.create_body(None).unwrap();
+        assert_eq!(body.env.unwrap(), vec!["A=1", "B=3", "C=4"]);
+        assert_eq!(body.user.as_deref(), Some("root"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.shm_size, Some(1_073_741_824));
+        assert_eq!(host.cpu_period, Some(50_000));
+        assert_eq!(host.cpu_quota, Some(25_000));
     }
 
     #[test]

@@ -208,6 +208,55 @@ async def test_resources_on_the_engine(unique: str) -> None:
     await s.stop()
 
 
+async def test_docker_py_keywords_on_the_engine(unique: str) -> None:
+    """DockerSpawner configurations use docker-py's keyword names; the engine shows the result."""
+    s = make_spawner(
+        unique,
+        extra_create_kwargs={
+            "labels": {"team": "{username}-team"},
+            "environment": {"EXTRA": "1", "JUPYTERHUB_USER": "overridden"},
+            "working_dir": "/tmp",
+            "user": "1000",
+        },
+        extra_host_config={
+            "shm_size": "64m",
+            "cap_drop": ["NET_RAW"],
+            "pids_limit": 200,
+            "ulimits": [{"name": "nofile", "soft": 1024, "hard": 2048}],
+            "tmpfs": ["/scratch:size=1m"],
+            "restart_policy": {"Name": "no"},
+            "sysctls": {"net.ipv4.ip_unprivileged_port_start": 0},
+        },
+        remove=True,
+    )
+    await s.start()
+    info = inspect("container", s.object_name)
+    config, host = info["Config"], info["HostConfig"]
+    assert config["Labels"]["team"] == f"{unique}-team"
+    assert config["Labels"]["org.rustdocker.user"] == unique  # added to, not replaced
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["EXTRA"] == "1"
+    assert env["JUPYTERHUB_USER"] == "overridden"
+    assert "JUPYTERHUB_API_TOKEN" in env
+    assert config["WorkingDir"] == "/tmp"
+    assert config["User"] == "1000"
+    assert host["ShmSize"] == 64 * 1024 * 1024
+    assert host["CapDrop"] == ["NET_RAW"]
+    assert host["PidsLimit"] == 200
+    assert host["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+    assert host["Tmpfs"] == {"/scratch": "size=1m"}
+    assert host["Sysctls"] == {"net.ipv4.ip_unprivileged_port_start": "0"}
+    assert container_exec(s.object_name, "id -u").strip() == "1000"
+    await s.stop()
+
+
+async def test_unknown_docker_py_keyword_creates_nothing(unique: str) -> None:
+    s = make_spawner(unique, extra_host_config={"shm_sise": "1g"})
+    with pytest.raises(ValueError, match="shm_sise"):
+        await s.start()
+    assert not exists("container", s.object_name)
+
+
 async def test_internal_ip_on_user_network(unique: str) -> None:
     net = f"rustdocker-test-{unique}"
     docker("network", "create", "--label", f"{LABEL_HUB}={SESSION_HUB_ID}", net)

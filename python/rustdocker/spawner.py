@@ -354,24 +354,42 @@ class DockerSpawner(Spawner):
 
     extra_create_kwargs = Union(
         [CallableTrait(), Dict()],
-        help="""Extra fields of the container create request, deep-merged over the computed
-        ones (so `labels` or `environment` entries add to rather than replace them). Every
-        string is templated leniently. May be a callable `f(spawner)`, possibly async.
+        help="""Extra settings of the container create request, deep-merged over the computed
+        ones: `labels` and `environment` add to rather than replace rustdocker's. Every string
+        is templated leniently (`{username}` works; an unknown field is left as it is). May be
+        a callable `f(spawner)`, possibly async.
 
-        Engine API field names are used (`Labels`, `User`, `WorkingDir`, `HostConfig`...);
-        an unknown field is an error naming it.
+        docker-py's `create_container` keywords are accepted as DockerSpawner configs use them
+        (`user`, `labels`, `environment`, `working_dir`, `entrypoint`, `hostname`,
+        `healthcheck`, `stop_signal`, `stop_timeout`, ...), and so are Engine API fields
+        (`User`, `Labels`, ...). A `host_config` key holds raw Engine `HostConfig` fields, which
+        the computed host config overrides. An unknown key is an error naming it.
 
-        Example: `c.DockerSpawner.extra_create_kwargs = {"Labels": {"team": "{username}"}}`
+        Example::
+
+            c.DockerSpawner.extra_create_kwargs = {"user": "root", "labels": {"team": "{username}"}}
         """,
     ).tag(config=True)
 
     extra_host_config = Union(
         [CallableTrait(), Dict()],
-        help="""Extra `HostConfig` fields, deep-merged over the computed ones (they win, except
-        `NetworkMode`, which only replaces `network_name`). Its `CpuPeriod` also sets the period
-        `cpu_limit` is computed against. May be a callable `f(spawner)`, possibly async.
+        help="""Extra `HostConfig` settings, deep-merged over the computed ones: they win, except
+        `network_mode`, which only replaces `network_name`. Its `cpu_period` is also the period
+        `cpu_limit` is computed against. Templated leniently; may be a callable `f(spawner)`,
+        possibly async (e.g. to give each user a different GPU).
 
-        Example: `c.DockerSpawner.extra_host_config = {"ShmSize": 1073741824}`
+        docker-py's `create_host_config` keywords are accepted with docker-py's conversions
+        (`shm_size="1g"`, `mem_reservation`, `memswap_limit`, `cap_add`, `device_requests`,
+        `ulimits`, `tmpfs`, `restart_policy`, `log_config`, `devices`, `sysctls`, `pids_limit`,
+        `security_opt`, ...), and so are Engine API fields (`ShmSize`, `DeviceRequests`, ...)
+        and docker-py's helper objects. An unknown key is an error naming it.
+
+        Example::
+
+            c.DockerSpawner.extra_host_config = {
+                "shm_size": "1g",
+                "device_requests": [{"count": -1, "capabilities": [["gpu"]]}],
+            }
         """,
     ).tag(config=True)
 
