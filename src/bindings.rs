@@ -3,6 +3,7 @@
 //! blocks the event loop or holds the GIL while waiting on the engine.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -166,6 +167,29 @@ impl PyDockerClient {
                 .await?
                 .map(PyContainerStatus::from))
         })
+    }
+
+    /// The state of a container from the events-driven cache, with no API call; None when the
+    /// cache is not synced or does not know the container (then use `container_status`).
+    fn cached_status(&self, name: &str) -> Option<PyContainerStatus> {
+        self.engine.cached_status(name).map(PyContainerStatus::from)
+    }
+
+    /// Whether the events-driven cache currently mirrors the engine.
+    #[getter]
+    fn cache_synced(&self) -> bool {
+        self.engine.cache().is_synced()
+    }
+
+    /// The cache's counters: events applied, full listings, stream disconnects.
+    #[getter]
+    fn cache_stats(&self) -> BTreeMap<&'static str, u64> {
+        let stats = &self.engine.cache().stats;
+        BTreeMap::from([
+            ("events", stats.events.load(Ordering::Relaxed)),
+            ("resyncs", stats.resyncs.load(Ordering::Relaxed)),
+            ("disconnects", stats.disconnects.load(Ordering::Relaxed)),
+        ])
     }
 
     /// Waits until no start/stop holds the lock of container `name`; awaitable of None.

@@ -80,6 +80,15 @@ class DockerClient:
         """Remove a container, never its volumes; a missing container is fine."""
     def container_status(self, name: str) -> Awaitable[ContainerStatus | None]:
         """The container's state, or None when it does not exist."""
+    def cached_status(self, name: str) -> ContainerStatus | None:
+        """The state from the events-driven cache, with no API call: None when the cache is not
+        synced or does not know the container (then await `container_status`)."""
+    @property
+    def cache_synced(self) -> bool:
+        """Whether the events-driven cache currently mirrors the engine."""
+    @property
+    def cache_stats(self) -> dict[str, int]:
+        """Counters: `events` applied, `resyncs` (full listings), `disconnects`."""
     def wait_idle(self, name: str) -> Awaitable[None]:
         """Wait until no start or stop of container `name` is in progress."""
 

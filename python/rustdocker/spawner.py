@@ -772,7 +772,12 @@ class DockerSpawner(Spawner):
 
     async def poll(self) -> int | None:
         client = await self.docker_client()
-        status = await client.container_status(self.object_id or self.object_name)
+        key = self.object_id or self.object_name
+        # A dict lookup in the hub-wide events-driven cache; an inspect only when the cache is
+        # not synced or does not follow this container (one rustdocker did not create).
+        status = client.cached_status(key)
+        if status is None:
+            status = await client.container_status(key)
         if status is None:
             return 0
         if status.running:

@@ -88,7 +88,11 @@ impl Engine {
 
     /// The state of a container, `None` when it does not exist.
     pub async fn container_status(&self, name: &str) -> CoreResult<Option<ContainerStatus>> {
-        Ok(self.inspect_container(name).await?.as_ref().map(status_of))
+        let inspect = self.inspect_container(name).await?;
+        if let Some(found) = &inspect {
+            self.cache().record_inspect(found);
+        }
+        Ok(inspect.as_ref().map(status_of))
     }
 
     /// Starts the user's server container and returns where to reach it. Safe to drop.
@@ -151,7 +155,17 @@ impl Engine {
                 return Err(cancelled());
             }
             self.start_container(&id, &spec.name).await?;
-            let (ip, port) = self.server_address(spec, &id).await?;
+            let inspect = self
+                .inspect_container(&id)
+                .await?
+                .ok_or_else(|| CoreError::Api {
+                    action: format!("inspect container '{}'", spec.name),
+                    status: 404,
+                    message: "the container disappeared right after it was started".to_owned(),
+                })?;
+            // The cache learns of the start now, not only when the event arrives.
+            self.cache().record_inspect(&inspect);
+            let (ip, port) = self.server_address(spec, inspect)?;
             Ok(StartOutcome {
                 id: id.clone(),
                 name: spec.name.clone(),
@@ -241,15 +255,11 @@ impl Engine {
     }
 
     /// Where the hub reaches the server, following `use_internal_ip` and the network mode.
-    async fn server_address(&self, spec: &ContainerSpec, id: &str) -> CoreResult<(String, u16)> {
-        let inspect = self
-            .inspect_container(id)
-            .await?
-            .ok_or_else(|| CoreError::Api {
-                action: format!("inspect container '{}'", spec.name),
-                status: 404,
-                message: "the container disappeared right after it was started".to_owned(),
-            })?;
+    fn server_address(
+        &self,
+        spec: &ContainerSpec,
+        inspect: ContainerInspectResponse,
+    ) -> CoreResult<(String, u16)> {
         let status = status_of(&inspect);
         if !status.running {
             return Err(CoreError::Request {
@@ -374,11 +384,18 @@ impl Engine {
         remove: bool,
     ) -> CoreResult<()> {
         let _guard = locks::acquire(name).await;
-        self.stop_container(name, timeout).await?;
-        if remove {
-            self.remove_container(name, true).await?;
+        let result = async {
+            self.stop_container(name, timeout).await?;
+            if remove {
+                self.remove_container(name, true).await?;
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        // Whatever happened, the cached state may be out of date: the next poll inspects, and
+        // the events that follow re-fill the entry.
+        self.cache().forget(name);
+        result
     }
 
     /// The last `lines` lines of a container's output, best effort.

@@ -1,10 +1,12 @@
 //! Every Docker Engine API call rustdocker makes, on one shared, version-negotiated bollard client.
 
+pub mod cache;
 pub mod containers;
 pub mod images;
 pub mod locks;
 pub mod volumes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -15,10 +17,19 @@ use crate::errors::{CoreError, CoreResult};
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
 /// A connected engine: a cheap-to-clone handle shared by every spawner of a hub process.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Engine {
     docker: Docker,
     host: String,
+    cache: Arc<cache::StateCache>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Engine {
@@ -43,7 +54,13 @@ impl Engine {
                     message: other.to_string(),
                 },
             })?;
-        Ok(Engine { docker, host })
+        let engine = Engine {
+            docker,
+            host,
+            cache: Arc::default(),
+        };
+        engine.start_cache();
+        Ok(engine)
     }
 
     /// The Docker host this engine was reached at.

@@ -1,0 +1,497 @@
+//! One events-driven state cache per engine connection, shared by every spawner of the hub
+//! process (the idea of KubeSpawner's reflector).
+//!
+//! A watcher task lists the containers carrying rustdocker's `managed-by` label, then follows the
+//! engine's `/events` stream filtered to that label. On any disconnect it marks the cache
+//! unsynced, reconnects with backoff and resyncs by listing again. While synced, `poll()` is a map
+//! lookup with no API call; while not, callers fall back to an inspect, so a failing watcher can
+//! slow polls down but never makes a running server look dead.
+//!
+//! Ordering: the subscription replays events from a little before the listing, and events are
+//! applied in order after it, so every container ends in its true state. Updates made by rustdocker
+//! itself (after a start) carry the engine's own timestamp, and older events are ignored for
+//! that entry, so a late `die` from an earlier stop cannot mark a fresh start as dead.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum, EventMessage};
+use bollard::query_parameters::{EventsOptions, ListContainersOptions};
+use futures_util::StreamExt;
+
+use super::containers::ContainerStatus;
+use super::Engine;
+use crate::errors::CoreResult;
+
+/// The label on every container rustdocker creates; the cache follows exactly these.
+pub const MANAGED_LABEL: &str = "org.rustdocker.managed-by";
+/// Its value.
+pub const MANAGED_VALUE: &str = "rustdocker";
+
+/// Seconds of event history replayed on (re)subscription, to cover the gap before the listing.
+const REPLAY_SECONDS: u64 = 5;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    id: String,
+    name: String,
+    running: bool,
+    exit_code: i64,
+    status: String,
+    /// Engine time (ns since the epoch) of the newest information in this entry.
+    as_of: i64,
+}
+
+impl Entry {
+    fn status(&self) -> ContainerStatus {
+        ContainerStatus {
+            id: self.id.clone(),
+            running: self.running,
+            exit_code: self.exit_code,
+            status: self.status.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Maps {
+    by_id: HashMap<String, Entry>,
+    name_to_id: HashMap<String, String>,
+}
+
+impl Maps {
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.by_id.get(key).or_else(|| {
+            self.name_to_id
+                .get(key.trim_start_matches('/'))
+                .and_then(|id| self.by_id.get(id))
+        })
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        if let Some(old) = self.by_id.get(&entry.id) {
+            if old.name != entry.name {
+                self.name_to_id.remove(&old.name);
+            }
+        }
+        self.name_to_id.insert(entry.name.clone(), entry.id.clone());
+        self.by_id.insert(entry.id.clone(), entry);
+    }
+
+    fn remove(&mut self, key: &str) {
+        let id = if self.by_id.contains_key(key) {
+            Some(key.to_owned())
+        } else {
+            self.name_to_id.get(key.trim_start_matches('/')).cloned()
+        };
+        if let Some(id) = id {
+            if let Some(old) = self.by_id.remove(&id) {
+                if self.name_to_id.get(&old.name) == Some(&id) {
+                    self.name_to_id.remove(&old.name);
+                }
+            }
+        }
+    }
+}
+
+/// Counters that show what the cache did; exposed to Python for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Events applied.
+    pub events: AtomicU64,
+    /// Full listings (first sync and every resync).
+    pub resyncs: AtomicU64,
+    /// Disconnects of the events stream.
+    pub disconnects: AtomicU64,
+}
+
+/// The shared state cache.
+#[derive(Default)]
+pub struct StateCache {
+    maps: RwLock<Maps>,
+    synced: AtomicBool,
+    started: AtomicBool,
+    /// Counters.
+    pub stats: CacheStats,
+}
+
+impl StateCache {
+    /// Whether the cache currently mirrors the engine.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// The cached state of a container (by id or name); `None` when the cache is not synced or
+    /// does not know it (then the caller inspects).
+    pub fn lookup(&self, key: &str) -> Option<ContainerStatus> {
+        if !self.is_synced() {
+            return None;
+        }
+        let maps = self
+            .maps
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        maps.get(key).map(Entry::status)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
+        self.maps
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records what an inspect showed, if the container is one the watcher follows and nothing
+    /// newer is known.
+    pub fn record_inspect(&self, inspect: &ContainerInspectResponse) {
+        let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref());
+        if labels
+            .and_then(|l| l.get(MANAGED_LABEL))
+            .map(String::as_str)
+            != Some(MANAGED_VALUE)
+        {
+            // Not followed by the events stream: caching it would go stale.
+            return;
+        }
+        let (Some(id), Some(name)) = (inspect.id.clone(), inspect.name.clone()) else {
+            return;
+        };
+        let state = inspect.state.as_ref();
+        let started = state
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(parse_rfc3339_nanos);
+        let finished = state
+            .and_then(|s| s.finished_at.as_deref())
+            .and_then(parse_rfc3339_nanos);
+        let as_of = started.max(finished).unwrap_or(0);
+        let entry = Entry {
+            id,
+            name: name.trim_start_matches('/').to_owned(),
+            running: state.and_then(|s| s.running).unwrap_or(false),
+            exit_code: state.and_then(|s| s.exit_code).unwrap_or(0),
+            status: state
+                .and_then(|s| s.status)
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            as_of,
+        };
+        let mut maps = self.write();
+        match maps.get(&entry.id) {
+            Some(existing) if existing.as_of > entry.as_of => {}
+            _ => maps.insert(entry),
+        }
+    }
+
+    /// Forgets a container (after rustdocker stopped or removed it); the next lookup misses
+    /// and inspects, and later events re-add it.
+    pub fn forget(&self, key: &str) {
+        self.write().remove(key);
+    }
+
+    fn replace_all(&self, entries: Vec<Entry>) {
+        let mut maps = Maps::default();
+        for entry in entries {
+            maps.insert(entry);
+        }
+        *self.write() = maps;
+    }
+
+    fn apply(&self, event: &EventMessage) {
+        let Some(actor) = event.actor.as_ref() else {
+            return;
+        };
+        let Some(id) = actor.id.clone() else {
+            return;
+        };
+        let attributes = actor.attributes.as_ref();
+        let name = attributes
+            .and_then(|a| a.get("name"))
+            .cloned()
+            .unwrap_or_default();
+        let time = event.time_nano.unwrap_or(0);
+        let action = event.action.as_deref().unwrap_or_default();
+        // `exec_start: sh -c ...` and friends carry a suffix after a colon.
+        let verb = action.split(':').next().unwrap_or_default();
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        let mut maps = self.write();
+        if let Some(existing) = maps.by_id.get(&id) {
+            if existing.as_of > time {
+                return; // older than what we know
+            }
+        }
+        match verb {
+            "start" | "unpause" | "restart" => maps.insert(Entry {
+                id,
+                name,
+                running: true,
+                exit_code: 0,
+                status: "running".to_owned(),
+                as_of: time,
+            }),
+            "die" => {
+                let exit_code = attributes
+                    .and_then(|a| a.get("exitCode"))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                maps.insert(Entry {
+                    id,
+                    name,
+                    running: false,
+                    exit_code,
+                    status: "exited".to_owned(),
+                    as_of: time,
+                });
+            }
+            "destroy" => maps.remove(&id),
+            "rename" => {
+                if let Some(mut entry) = maps.by_id.get(&id).cloned() {
+                    entry.name = name;
+                    entry.as_of = time;
+                    maps.insert(entry);
+                }
+            }
+            // `create` is not a state a spawner polls (it is not started yet); paused containers
+            // still hold the server; the rest do not change running/stopped.
+            _ => {}
+        }
+    }
+}
+
+/// Parses the engine's RFC 3339 UTC timestamps (`2026-11-26T10:16:02.123456789Z`) into ns since
+/// the epoch. `0001-01-01T00:00:00Z` (never) and anything unparsable give `None`.
+#[must_use]
+pub fn parse_rfc3339_nanos(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(str::parse::<i64>);
+    let (year, month, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    if year < 1970 || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(str::parse::<i64>);
+    let (hour, minute, second) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let mut nanos: i64 = 0;
+    let digits: String = frac.chars().take(9).collect();
+    if !digits.is_empty() {
+        nanos = digits.parse::<i64>().ok()? * 10_i64.pow(9 - u32::try_from(digits.len()).ok()?);
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+fn managed_filter() -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")],
+    )])
+}
+
+fn exit_code_from_status(status: &str) -> i64 {
+    // `docker ps` status text: "Exited (137) 5 seconds ago".
+    status
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(code, _)| code.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Engine {
+    /// Starts the watcher once per engine connection. Runs for the life of the process; it never
+    /// touches Python, so it is safe at interpreter exit.
+    pub fn start_cache(&self) {
+        if self.cache().started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move { engine.watch().await });
+    }
+
+    async fn watch(self) {
+        let cache = self.cache().clone();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let since = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs().saturating_sub(REPLAY_SECONDS));
+            let options = EventsOptions {
+                since: Some(since.to_string()),
+                filters: Some(HashMap::from([
+                    ("type".to_owned(), vec!["container".to_owned()]),
+                    (
+                        "label".to_owned(),
+                        vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")],
+                    ),
+                ])),
+                ..Default::default()
+            };
+            let mut events = Box::pin(self.docker().events(Some(options)));
+            if let Ok(entries) = self.list_managed().await {
+                cache.replace_all(entries);
+                cache.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                // The replayed history is applied in order before the cache answers lookups:
+                // the replay arrives at once, so a quiet 100 ms (or 1 s at most, on a busy
+                // engine) marks the cache synced.
+                let replay_deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                let mut replaying = true;
+                loop {
+                    let next = if replaying {
+                        let quiet = tokio::time::Instant::now() + Duration::from_millis(100);
+                        let deadline = quiet.min(replay_deadline);
+                        if let Ok(item) = tokio::time::timeout_at(deadline, events.next()).await {
+                            item
+                        } else {
+                            replaying = false;
+                            cache.synced.store(true, Ordering::Release);
+                            backoff = Duration::from_millis(100);
+                            continue;
+                        }
+                    } else {
+                        events.next().await
+                    };
+                    let Some(Ok(event)) = next else { break };
+                    cache.apply(&event);
+                }
+                cache.synced.store(false, Ordering::Release);
+                cache.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn list_managed(&self) -> CoreResult<Vec<Entry>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(managed_filter()),
+            ..Default::default()
+        };
+        let list = self
+            .docker()
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.err("list containers", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.id?;
+                let name = c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_owned();
+                let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+                let running = matches!(
+                    c.state,
+                    Some(
+                        ContainerSummaryStateEnum::RUNNING
+                            | ContainerSummaryStateEnum::PAUSED
+                            | ContainerSummaryStateEnum::RESTARTING
+                    )
+                );
+                Some(Entry {
+                    id,
+                    name,
+                    running,
+                    exit_code: if running {
+                        0
+                    } else {
+                        exit_code_from_status(c.status.as_deref().unwrap_or_default())
+                    },
+                    status: state,
+                    as_of: 0,
+                })
+            })
+            .collect())
+    }
+
+    /// The cached state of a container, when the cache is synced and knows it.
+    #[must_use]
+    pub fn cached_status(&self, key: &str) -> Option<ContainerStatus> {
+        self.cache().lookup(key)
+    }
+
+    /// The shared state cache of this connection.
+    #[must_use]
+    pub fn cache(&self) -> &Arc<StateCache> {
+        &self.cache
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-26T10:16:02.123456789Z"),
+            Some(1_795_688_162_123_456_789)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos("2000-02-29T12:00:00.5Z"),
+            Some(951_825_600_500_000_000)
+        );
+        assert_eq!(parse_rfc3339_nanos("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_nanos("garbage"), None);
+    }
+
+    #[test]
+    fn exit_codes_from_status_text() {
+        assert_eq!(exit_code_from_status("Exited (137) 5 seconds ago"), 137);
+        assert_eq!(exit_code_from_status("Created"), 0);
+    }
+
+    fn event(action: &str, id: &str, time: i64, exit: Option<&str>) -> EventMessage {
+        let mut attributes = HashMap::from([("name".to_owned(), format!("n-{id}"))]);
+        if let Some(code) = exit {
+            attributes.insert("exitCode".to_owned(), code.to_owned());
+        }
+        EventMessage {
+            action: Some(action.to_owned()),
+            actor: Some(bollard::models::EventActor {
+                id: Some(id.to_owned()),
+                attributes: Some(attributes),
+            }),
+            time_nano: Some(time),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_update_and_stale_events_are_ignored() {
+        let cache = StateCache::default();
+        cache.synced.store(true, Ordering::Release);
+        cache.apply(&event("create", "a", 1, None));
+        assert!(cache.lookup("a").is_none());
+        cache.apply(&event("start", "a", 2, None));
+        assert!(cache.lookup("n-a").is_some_and(|s| s.running));
+        cache.apply(&event("die", "a", 5, Some("137")));
+        let s = cache.lookup("a").unwrap();
+        assert!(!s.running);
+        assert_eq!(s.exit_code, 137);
+        // A late event older than what is known changes nothing.
+        cache.apply(&event("start", "a", 3, None));
+        assert!(!cache.lookup("a").unwrap().running);
+        cache.apply(&event("destroy", "a", 6, None));
+        assert!(cache.lookup("a").is_none());
+        assert!(cache.lookup("n-a").is_none());
+        cache.synced.store(false, Ordering::Release);
+        cache.apply(&event("start", "b", 7, None));
+        assert!(
+            cache.lookup("b").is_none(),
+            "unsynced caches answer nothing"
+        );
+    }
+}

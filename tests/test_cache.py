@@ -1,0 +1,147 @@
+"""The events-driven state cache, against the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from conftest import docker, exists, inspect, make_spawner
+from dockerproxy import CountingProxy
+from rustdocker import _core
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("tiny_image")]
+
+
+@pytest.fixture
+async def proxy(tmp_path: Path) -> AsyncIterator[CountingProxy]:
+    async with CountingProxy(tmp_path / "docker.sock") as p:
+        yield p
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> float:
+    """Polls `condition` until true; returns how long it took. Fails after `seconds`."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > seconds:
+            pytest.fail(f"{what}: not within {seconds}s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - start
+
+
+async def test_poll_makes_no_api_call_once_synced(unique: str, proxy: CountingProxy) -> None:
+    spawners = [make_spawner(f"{unique}-{i}", docker_host=proxy.url, remove=True) for i in range(5)]
+    await asyncio.gather(*(s.start() for s in spawners))
+    client = await spawners[0].docker_client()
+    await wait_for(lambda: client.cache_synced, 5, "cache synced")
+    # The proxy does see the spawner's requests: the count below can fail.
+    assert proxy.count("/containers/create") == 5
+    before = len(proxy.requests)
+    for _ in range(3):
+        assert await asyncio.gather(*(s.poll() for s in spawners)) == [None] * 5
+    assert proxy.requests[before:] == [], "poll() made Docker API calls"
+    # What the cache says is what the engine shows.
+    for s in spawners:
+        cached = client.cached_status(s.object_id)
+        assert cached is not None and cached.running
+        assert inspect("container", s.object_name)["State"]["Running"] is True
+    await asyncio.gather(*(s.stop() for s in spawners))
+
+
+async def test_kill_and_remove_outside_jupyterhub_seen_within_a_second(
+    unique: str, proxy: CountingProxy
+) -> None:
+    s = make_spawner(unique, docker_host=proxy.url)
+    await s.start()
+    client = await s.docker_client()
+    await wait_for(lambda: client.cache_synced, 5, "cache synced")
+    docker("kill", s.object_name)
+
+    def stopped() -> bool:
+        status = client.cached_status(s.object_id)
+        return status is not None and not status.running
+
+    await wait_for(stopped, 1.0, "kill seen by the cache")
+    before = len(proxy.requests)
+    assert await s.poll() == 137
+    assert proxy.requests[before:] == []
+    docker("rm", "-f", s.object_name)
+    await wait_for(lambda: client.cached_status(s.object_id) is None, 1.0, "removal seen")
+    assert await s.poll() == 0
+
+
+async def test_fresh_cache_after_hub_restart(unique: str) -> None:
+    running = make_spawner(f"{unique}-a")
+    vanished = make_spawner(f"{unique}-b")
+    await asyncio.gather(running.start(), vanished.start())
+    states = [running.get_state(), vanished.get_state()]
+    docker("rm", "-f", vanished.object_name)
+    # A new hub process: a new connection, hence a new cache that starts by listing.
+    client = await _core.DockerClient.connect()
+    await wait_for(lambda: client.cache_synced, 5, "new cache synced")
+    cached = client.cached_status(states[0]["object_id"])
+    assert cached is not None and cached.running
+    assert client.cached_status(states[1]["object_id"]) is None
+    s1 = make_spawner(f"{unique}-a")
+    s1.load_state(states[0])
+    s2 = make_spawner(f"{unique}-b")
+    s2.load_state(states[1])
+    assert await s1.poll() is None
+    assert await s2.poll() == 0
+    await s1.start()  # re-attaches: no second container
+    ids = docker("ps", "-aq", "--filter", f"name=^{s1.object_name}$").stdout.split()
+    assert len(ids) == 1
+    assert s1.object_id == states[0]["object_id"]
+    await s1.stop()
+
+
+async def test_disconnect_resyncs_and_polls_stay_correct(unique: str, proxy: CountingProxy) -> None:
+    s = make_spawner(unique, docker_host=proxy.url, remove=True)
+    await s.start()
+    client = await s.docker_client()
+    await wait_for(lambda: client.cache_synced, 5, "cache synced")
+    resyncs = client.cache_stats["resyncs"]
+    await proxy.drop_connections()
+    # While the stream is down, polls fall back to inspects and still see the server running.
+    assert await s.poll() is None
+    await wait_for(lambda: client.cache_stats["disconnects"] >= 1, 5, "disconnect noticed")
+    # Something changes while the cache is away; the resync must show it.
+    docker("kill", s.object_name)
+    await wait_for(
+        lambda: client.cache_synced and client.cache_stats["resyncs"] > resyncs, 10, "resynced"
+    )
+
+    def stopped() -> bool:
+        status = client.cached_status(s.object_id)
+        return status is not None and not status.running
+
+    await wait_for(stopped, 2, "kill seen after resync")
+    assert await s.poll() == 137
+    await s.stop()
+    assert not exists("container", s.object_name)
+
+
+async def test_a_slow_stop_does_not_delay_another_user(unique: str) -> None:
+    # PID 1 ignores SIGTERM, so its stop waits out the 3 s grace period.
+    slow = make_spawner(
+        f"{unique}-slow", cmd=["sh", "-c", "trap '' TERM; httpd -f -p 8888 -h /www"],
+        stop_timeout=3, remove=True,
+    )  # fmt: skip
+    fast = make_spawner(f"{unique}-fast", remove=True)
+    await slow.start()
+    finished: list[str] = []
+
+    async def run(name: str, coro_fn: Callable[[], object]) -> None:
+        await coro_fn()  # type: ignore[misc]
+        finished.append(name)
+
+    async def fast_cycle() -> None:
+        await asyncio.sleep(0.2)  # the slow stop is under way
+        await fast.start()
+        assert await fast.poll() is None
+        await fast.stop()
+
+    await asyncio.gather(run("slow-stop", slow.stop), run("fast-cycle", fast_cycle))
+    assert finished == ["fast-cycle", "slow-stop"]
