@@ -3,6 +3,7 @@
 //! blocks the event loop or holds the GIL while waiting on the engine.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -10,8 +11,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::future_into_py;
 
+use crate::docker::containers::AddressParams;
 use crate::docker::containers::{ContainerStatus, StartOutcome};
-use crate::docker::Engine;
+use crate::docker::{Engine, TlsFiles};
 use crate::errors::CoreError;
 use crate::spec::ContainerSpec;
 use crate::{memory, template};
@@ -91,16 +93,32 @@ impl PyDockerClient {
     /// Connects to the engine at `host` (default: `DOCKER_HOST`, else the local socket) and
     /// negotiates the API version. Returns an awaitable of `DockerClient`.
     #[staticmethod]
-    #[pyo3(signature = (host=None, timeout=120.0))]
-    fn connect(py: Python<'_>, host: Option<String>, timeout: f64) -> PyResult<Bound<'_, PyAny>> {
+    #[pyo3(signature = (host=None, timeout=120.0, tls_ca=None, tls_cert=None, tls_key=None))]
+    fn connect(
+        py: Python<'_>,
+        host: Option<String>,
+        timeout: f64,
+        tls_ca: Option<PathBuf>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+    ) -> PyResult<Bound<'_, PyAny>> {
         if !timeout.is_finite() || timeout <= 0.0 {
             return Err(PyValueError::new_err(format!(
                 "Docker client timeout {timeout} is not allowed: use a positive number of seconds"
             )));
         }
         let timeout = Duration::from_secs_f64(timeout);
+        let tls = match (tls_ca, tls_cert, tls_key) {
+            (None, None, None) => None,
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+            _ => {
+                return Err(PyValueError::new_err(
+                    "TLS to the Docker engine needs all of a CA certificate, a client certificate and a client key",
+                ))
+            }
+        };
         future_into_py(py, async move {
-            let engine = Engine::connect(host, timeout).await?;
+            let engine = Engine::connect(host, timeout, tls).await?;
             Ok(PyDockerClient { engine })
         })
     }
@@ -190,6 +208,47 @@ impl PyDockerClient {
             ("resyncs", stats.resyncs.load(Ordering::Relaxed)),
             ("disconnects", stats.disconnects.load(Ordering::Relaxed)),
         ])
+    }
+
+    /// Where a running container's server is reached now; awaitable of `(ip, port)` or None
+    /// when the container is missing or not running.
+    #[pyo3(signature = (name, port, network_name, use_internal_ip, host_ip))]
+    fn container_address<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        port: u16,
+        network_name: String,
+        use_internal_ip: bool,
+        host_ip: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        let params = AddressParams {
+            name,
+            port,
+            network_name,
+            use_internal_ip,
+            host_ip,
+        };
+        future_into_py(
+            py,
+            async move { Ok(engine.container_address(&params).await?) },
+        )
+    }
+
+    /// Runs `cmd` (a list, no shell) in container `name`; awaitable of
+    /// `(exit_code or None, stdout, stderr)`.
+    fn exec_run<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        cmd: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future_into_py(py, async move {
+            let out = engine.exec_run(&name, cmd).await?;
+            Ok((out.exit_code, out.stdout, out.stderr))
+        })
     }
 
     /// Waits until no start/stop holds the lock of container `name`; awaitable of None.

@@ -53,6 +53,33 @@ pub struct ContainerStatus {
     pub status: String,
 }
 
+/// What decides where a server is reached.
+#[derive(Debug, Clone)]
+pub struct AddressParams {
+    /// Container name or id.
+    pub name: String,
+    /// The server's port inside the container.
+    pub port: u16,
+    /// `network_name`.
+    pub network_name: String,
+    /// `use_internal_ip`.
+    pub use_internal_ip: bool,
+    /// `host_ip`.
+    pub host_ip: String,
+}
+
+impl From<&ContainerSpec> for AddressParams {
+    fn from(spec: &ContainerSpec) -> Self {
+        AddressParams {
+            name: spec.name.clone(),
+            port: spec.port,
+            network_name: spec.network_name.clone(),
+            use_internal_ip: spec.use_internal_ip,
+            host_ip: spec.host_ip.clone(),
+        }
+    }
+}
+
 fn status_of(inspect: &ContainerInspectResponse) -> ContainerStatus {
     let state = inspect.state.as_ref();
     let running = state.and_then(|s| s.running).unwrap_or(false);
@@ -165,7 +192,7 @@ impl Engine {
                 })?;
             // The cache learns of the start now, not only when the event arrives.
             self.cache().record_inspect(&inspect);
-            let (ip, port) = self.server_address(spec, inspect)?;
+            let (ip, port) = self.server_address(&AddressParams::from(spec), inspect)?;
             Ok(StartOutcome {
                 id: id.clone(),
                 name: spec.name.clone(),
@@ -257,7 +284,7 @@ impl Engine {
     /// Where the hub reaches the server, following `use_internal_ip` and the network mode.
     fn server_address(
         &self,
-        spec: &ContainerSpec,
+        spec: &AddressParams,
         inspect: ContainerInspectResponse,
     ) -> CoreResult<(String, u16)> {
         let status = status_of(&inspect);
@@ -308,7 +335,7 @@ impl Engine {
         let bindings = settings
             .ports
             .unwrap_or_default()
-            .remove(&spec.port_key())
+            .remove(&format!("{}/tcp", spec.port))
             .flatten()
             .unwrap_or_default();
         // Prefer an IPv4 binding: dual-stack engines list `::` too, which a hub may not reach.
@@ -318,7 +345,7 @@ impl Engine {
             .or_else(|| bindings.first())
             .ok_or_else(|| CoreError::Request {
                 action: format!("find the published port of container '{}'", spec.name),
-                message: format!("port {} is not published", spec.port_key()),
+                message: format!("port {}/tcp is not published", spec.port),
             })?;
         let port = binding
             .host_port
@@ -335,6 +362,20 @@ impl Engine {
             host_ip
         };
         Ok((ip, port))
+    }
+
+    /// Where a running container's server is reached now (re-inspected, as after a hub restart
+    /// whose stored URL may be stale); `None` when the container is missing or not running.
+    pub async fn container_address(
+        &self,
+        params: &AddressParams,
+    ) -> CoreResult<Option<(String, u16)>> {
+        match self.inspect_container(&params.name).await? {
+            Some(inspect) if status_of(&inspect).running => {
+                self.server_address(params, inspect).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Stops a container; a missing or already stopped container is not an error.

@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod containers;
+pub mod exec;
 pub mod images;
 pub mod locks;
 pub mod volumes;
@@ -15,6 +16,17 @@ use crate::errors::{CoreError, CoreResult};
 
 /// The engine bollard talks to when neither the settings nor `DOCKER_HOST` name one.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Client certificate files for a TLS engine (`dockerd --tlsverify`).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// CA certificate that signed the engine's certificate.
+    pub ca: std::path::PathBuf,
+    /// Client certificate.
+    pub cert: std::path::PathBuf,
+    /// Client key.
+    pub key: std::path::PathBuf,
+}
 
 /// A connected engine: a cheap-to-clone handle shared by every spawner of a hub process.
 #[derive(Clone)]
@@ -35,14 +47,42 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Connects to `host` (or `DOCKER_HOST`, or the local socket) and negotiates the API version,
     /// so an older engine (20.10 speaks 1.41) and current ones both work.
-    pub async fn connect(host: Option<String>, timeout: Duration) -> CoreResult<Self> {
+    pub async fn connect(
+        host: Option<String>,
+        timeout: Duration,
+        tls: Option<TlsFiles>,
+    ) -> CoreResult<Self> {
         let host = host
             .filter(|h| !h.is_empty())
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
-        let docker = Docker::connect_with_host(&host)
-            .map_err(|e| CoreError::from_bollard("connect", &host, e))?
-            .with_timeout(timeout);
+        let docker = match &tls {
+            Some(files) => {
+                if !(host.starts_with("tcp://") || host.starts_with("https://")) {
+                    return Err(CoreError::InvalidSpec(format!(
+                        "TLS is configured but the Docker host '{host}' is not a tcp:// address"
+                    )));
+                }
+                Docker::connect_with_ssl(
+                    &host,
+                    &files.key,
+                    &files.cert,
+                    &files.ca,
+                    timeout.as_secs().max(1),
+                    bollard::API_DEFAULT_VERSION,
+                )
+            }
+            // Plain connections; DOCKER_TLS_VERIFY is resolved by the Python layer into `tls`,
+            // so bollard's own reading of it is bypassed for tcp:// hosts.
+            None if host.starts_with("tcp://") => Docker::connect_with_http(
+                &host,
+                timeout.as_secs().max(1),
+                bollard::API_DEFAULT_VERSION,
+            ),
+            None => Docker::connect_with_host(&host),
+        }
+        .map_err(|e| CoreError::from_bollard("connect", &host, e))?
+        .with_timeout(timeout);
         let docker = docker
             .negotiate_version()
             .await
