@@ -17,6 +17,7 @@ command -v cc >/dev/null 2>&1 || need_pkgs+=(build-essential)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)   # TLS engine tests
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)       # docker0 address, test bridges
+command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry) # pull tests
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]}"

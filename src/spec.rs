@@ -52,6 +52,19 @@ pub enum PullPolicy {
     Skip,
 }
 
+impl PullPolicy {
+    /// The setting's value as written in configuration.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            PullPolicy::Ifnotpresent => "ifnotpresent",
+            PullPolicy::Always => "always",
+            PullPolicy::Never => "never",
+            PullPolicy::Skip => "skip",
+        }
+    }
+}
+
 /// Everything `start` needs, as built by the Python spawner from its traits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

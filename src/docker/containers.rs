@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::{locks, Engine};
 use crate::errors::{CoreError, CoreResult};
-use crate::spec::ContainerSpec;
+use crate::spec::{ContainerSpec, PullPolicy};
 
 /// What `start_server` did, returned to Python as a dict.
 #[derive(Debug, Clone, Serialize)]
@@ -156,26 +156,23 @@ impl Engine {
         if cancelled_by_caller() {
             return Err(cancelled());
         }
-        self.ensure_image(&spec.image, spec.pull_policy).await?;
-        let mut existing = self.inspect_container(&spec.name).await?;
-        if existing.is_some() && spec.remove {
-            // A leftover of an earlier run that should have been cleaned up: start fresh.
-            self.remove_container(&spec.name, true).await?;
-            existing = None;
+        if spec.pull_policy == PullPolicy::Always {
+            self.pull_image(&spec.image).await?;
         }
         if cancelled_by_caller() {
             return Err(cancelled());
         }
-        let (id, created, api_token, was_running) = if let Some(found) = existing {
-            let api_token = found
-                .config
-                .as_ref()
-                .and_then(|c| c.env.as_ref())
-                .and_then(|env| find_api_token(env));
-            let status = status_of(&found);
-            (status.id, false, api_token, status.running)
-        } else {
-            (self.create_container(spec).await?, true, None, false)
+        let (id, created, api_token, was_running) = match self.create_or_find(spec).await? {
+            Found::Created(id) => (id, true, None, false),
+            Found::Existing(found) => {
+                let api_token = found
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.env.as_ref())
+                    .and_then(|env| find_api_token(env));
+                let status = status_of(&found);
+                (status.id, false, api_token, status.running)
+            }
         };
         let outcome = async {
             if cancelled_by_caller() {
@@ -215,6 +212,51 @@ impl Engine {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// Creates the container, or finds the one already there. The common case (no container
+    /// yet, image present) is a single create call: a name conflict or a missing image is
+    /// learnt from the create's answer instead of from inspects before every spawn.
+    async fn create_or_find(&self, spec: &ContainerSpec) -> CoreResult<Found> {
+        let mut pulled = spec.pull_policy == PullPolicy::Always;
+        // Bounded: a conflict can recur only if something else keeps recreating the name.
+        for _ in 0..4 {
+            match self.create_container(spec).await {
+                Ok(id) => return Ok(Found::Created(id)),
+                Err(err) if err.status() == Some(409) => {
+                    match self.inspect_container(&spec.name).await? {
+                        Some(found) if !spec.remove => return Ok(Found::Existing(Box::new(found))),
+                        // A leftover of an earlier run that should have been cleaned up.
+                        Some(_) => self.remove_container(&spec.name, true).await?,
+                        None => {}
+                    }
+                }
+                Err(err) if is_missing_image(&err) && !pulled => match spec.pull_policy {
+                    PullPolicy::Ifnotpresent => {
+                        self.pull_image(&spec.image).await?;
+                        pulled = true;
+                    }
+                    PullPolicy::Never | PullPolicy::Skip | PullPolicy::Always => {
+                        return Err(CoreError::Api {
+                            action: format!("find image '{}'", spec.image),
+                            status: 404,
+                            message: format!(
+                                "no such image on the Docker host and pull_policy is '{}': pull or build '{}' there, or set pull_policy to 'ifnotpresent'",
+                                spec.pull_policy.name(),
+                                spec.image
+                            ),
+                        });
+                    }
+                },
+                Err(err) => return Err(err),
+            }
+        }
+        Err(CoreError::Api {
+            action: format!("create container '{}'", spec.name),
+            status: 409,
+            message: "the name stays in use: another process keeps creating a container with it"
+                .to_owned(),
+        })
     }
 
     /// Reverts a start whose caller went away.
@@ -481,6 +523,24 @@ fn with_logs(err: CoreError, name: &str, logs: &str) -> CoreError {
             message: message + &suffix,
         },
         other => other,
+    }
+}
+
+/// What `create_or_find` found.
+enum Found {
+    Created(String),
+    Existing(Box<ContainerInspectResponse>),
+}
+
+/// A 404 that says the image is missing (and not, say, a network).
+fn is_missing_image(err: &CoreError) -> bool {
+    match err {
+        CoreError::Api {
+            status: 404,
+            message,
+            ..
+        } => message.to_ascii_lowercase().contains("no such image"),
+        _ => false,
     }
 }
 

@@ -1,11 +1,11 @@
-//! Images: the pull policy, and pulls that fail when the engine reports an error in the stream.
+//! Images: pulls that fail when the engine reports an error in the stream. The pull policy
+//! is applied in `containers::create_or_find`, from the create call's answer.
 
 use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
 use super::Engine;
 use crate::errors::{CoreError, CoreResult};
-use crate::spec::PullPolicy;
 
 /// Splits an image reference into the `fromImage` and `tag` the pull endpoint takes.
 /// A port in the registry host (`host:5000/img`) is not a tag; a digest is pulled as is.
@@ -25,21 +25,6 @@ pub fn split_reference(image: &str) -> (String, Option<String>) {
 }
 
 impl Engine {
-    /// Whether the engine has `image` locally.
-    pub async fn image_exists(&self, image: &str) -> CoreResult<bool> {
-        match self.docker().inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let err = self.err(format!("inspect image '{image}'"), e);
-                if err.is_not_found() {
-                    Ok(false)
-                } else {
-                    Err(err)
-                }
-            }
-        }
-    }
-
     /// The image's own `Cmd`, used when the spawner's `cmd` is unset but `args` must be appended.
     pub async fn image_cmd(&self, image: &str) -> CoreResult<Option<Vec<String>>> {
         let inspect = self
@@ -73,34 +58,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    /// Applies DockerSpawner's `pull_policy` to `image`.
-    pub async fn ensure_image(&self, image: &str, policy: PullPolicy) -> CoreResult<()> {
-        match policy {
-            PullPolicy::Skip => Ok(()),
-            PullPolicy::Always => self.pull_image(image).await,
-            PullPolicy::Ifnotpresent => {
-                if self.image_exists(image).await? {
-                    Ok(())
-                } else {
-                    self.pull_image(image).await
-                }
-            }
-            PullPolicy::Never => {
-                if self.image_exists(image).await? {
-                    Ok(())
-                } else {
-                    Err(CoreError::Api {
-                        action: format!("find image '{image}'"),
-                        status: 404,
-                        message: format!(
-                            "no such image locally and pull_policy is 'never': pull or build '{image}' on the Docker host, or set pull_policy to 'ifnotpresent'"
-                        ),
-                    })
-                }
-            }
-        }
     }
 }
 
