@@ -236,6 +236,12 @@ impl PyDockerClient {
         )
     }
 
+    /// The image's own CMD; awaitable of a list or None. `NotFoundError` for a missing image.
+    fn image_cmd<'py>(&self, py: Python<'py>, image: String) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future_into_py(py, async move { Ok(engine.image_cmd(&image).await?) })
+    }
+
     /// Runs `cmd` (a list, no shell) in container `name`; awaitable of
     /// `(exit_code or None, stdout, stderr)`.
     fn exec_run<'py>(

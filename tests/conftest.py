@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 from jupyterhub.objects import Hub
-from rustdocker import DockerSpawner
 from traitlets.config import Config
+
+from rustdocker import DockerSpawner
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_IMAGE = os.environ.get("TINY_IMAGE", "rustdocker/tiny:latest")

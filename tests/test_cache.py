@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+
+from rustdocker import _core
+
 from conftest import docker, exists, inspect, make_spawner
 from dockerproxy import CountingProxy
-from rustdocker import _core
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("tiny_image")]
 

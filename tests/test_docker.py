@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import tempfile
 import urllib.request
@@ -11,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 import rustdocker
+from rustdocker import _core
+
 from conftest import (
     LABEL_HUB,
     SESSION_HUB_ID,
@@ -20,7 +24,6 @@ from conftest import (
     inspect,
     make_spawner,
 )
-from rustdocker import _core
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("tiny_image")]
 
@@ -394,3 +397,60 @@ async def test_client_negotiates_api_version() -> None:
     client = await _core.DockerClient.connect()
     server_api = docker("version", "--format", "{{.Server.APIVersion}}").stdout.strip()
     assert client.api_version == server_api
+
+
+async def test_post_start_cmd_runs_and_is_logged(
+    unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = make_spawner(
+        unique,
+        post_start_cmd="sh -c 'echo made > /tmp/post; echo to-stdout; echo to-stderr >&2; exit 3'",
+        remove=True,
+    )
+    with caplog.at_level(logging.DEBUG):
+        await s.start()
+    assert container_exec(s.object_name, "cat /tmp/post").strip() == "made"
+    text = caplog.text
+    assert f"post_start stdout in {s.object_name}" in text and "to-stdout" in text
+    assert f"post_start stderr in {s.object_name}" in text and "to-stderr" in text
+    assert "exited with code 3" in text
+    await s.stop()
+
+
+async def test_get_url_reinspects_after_the_port_changed(unique: str) -> None:
+    from jupyterhub import orm
+
+    s = make_spawner(unique)
+    s.orm_spawner.server = orm.Server(
+        proto="http", ip="", port=0, base_url=f"/user/{unique}/", cookie_name="c"
+    )
+    ip, port = await s.start()
+    assert await s.get_url() == f"http://{ip}:{port}/user/{unique}/"
+    # The engine restarts the container (e.g. after a daemon restart): a new random host port.
+    docker("restart", "-t", "0", s.object_name)
+    new_port = int(
+        inspect("container", s.object_name)["NetworkSettings"]["Ports"]["8888/tcp"][0]["HostPort"]
+    )
+    assert await s.get_url() == f"http://{ip}:{new_port}/user/{unique}/"
+    await s.stop()
+    docker("rm", "-f", s.object_name)
+
+
+async def test_kept_container_of_another_server_is_not_resumed(unique: str) -> None:
+    # As after the hub's autorename, which renames the server without calling rename().
+    a = make_spawner(unique, "srv-a", name_template="{prefix}-{username}-fixed")
+    await a.start()
+    await a.stop()
+    b = make_spawner(unique, "srv-b", name_template="{prefix}-{username}-fixed")
+    with pytest.raises(rustdocker.ConflictError) as info:
+        await b.start()
+    assert "org.rustdocker.server" in str(info.value) and "srv-a" in str(info.value)
+    assert inspect("container", a.object_name)["State"]["Running"] is False
+    docker("rm", "-f", a.object_name)
+
+
+async def test_get_command_from_the_image(unique: str) -> None:
+    s = make_spawner(unique, args=["--extra"])
+    image_cmd = inspect("image", s.image)["Config"]["Cmd"]
+    assert await s.get_command() == [*image_cmd, "--extra"]
+    assert await make_spawner(unique, cmd=["x"], args=["y"]).get_command() == ["x", "y"]

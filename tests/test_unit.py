@@ -6,11 +6,13 @@ import json
 from typing import Any
 
 import pytest
+from traitlets import TraitError
+
 import rustdocker
-from conftest import make_spawner
 from rustdocker import _core
 from rustdocker.volumenamingstrategy import default_format_volume_name
-from traitlets import TraitError
+
+from conftest import make_spawner
 
 
 def test_public_names() -> None:
@@ -25,6 +27,7 @@ def test_entry_point() -> None:
 
     eps = {ep.name: ep for ep in entry_points(group="jupyterhub.spawners")}
     assert eps["rustdocker"].load() is rustdocker.DockerSpawner
+    assert eps["rustdocker-system-user"].load() is rustdocker.SystemUserSpawner
 
 
 @pytest.mark.parametrize(

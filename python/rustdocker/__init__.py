@@ -14,6 +14,7 @@ from ._core import (
 )
 from ._core import __version__ as _core_version
 from .spawner import DockerSpawner
+from .systemuser import SystemUserSpawner
 
 #: The documented short name: `c.JupyterHub.spawner_class = "rustdocker.Spawner"`.
 Spawner = DockerSpawner
@@ -28,5 +29,6 @@ __all__ = [
     "NotFoundError",
     "RustDockerError",
     "Spawner",
+    "SystemUserSpawner",
     "__version__",
 ]

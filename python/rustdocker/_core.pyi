@@ -61,9 +61,16 @@ class DockerClient:
     """A connected, version-negotiated Docker engine, shared by a hub's spawners."""
 
     @staticmethod
-    def connect(host: str | None = None, timeout: float = 120.0) -> Awaitable[DockerClient]:
+    def connect(
+        host: str | None = None,
+        timeout: float = 120.0,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> Awaitable[DockerClient]:
         """Connect to `host` (default `DOCKER_HOST`, else the local socket) and negotiate the
-        API version. Raises `DockerConnectionError` naming the host when it is unreachable."""
+        API version; with the three TLS files, over mutual TLS (`tcp://` hosts). Raises
+        `DockerConnectionError` naming the host when it is unreachable or refuses us."""
     @property
     def host(self) -> str: ...
     @property
@@ -89,6 +96,16 @@ class DockerClient:
     @property
     def cache_stats(self) -> dict[str, int]:
         """Counters: `events` applied, `resyncs` (full listings), `disconnects`."""
+    def container_address(
+        self, name: str, port: int, network_name: str, use_internal_ip: bool, host_ip: str
+    ) -> Awaitable[tuple[str, int] | None]:
+        """Where a running container's server is reached now; None when it is missing or not
+        running."""
+    def image_cmd(self, image: str) -> Awaitable[list[str] | None]:
+        """The image's own CMD. `NotFoundError` when the image is missing."""
+    def exec_run(self, name: str, cmd: list[str]) -> Awaitable[tuple[int | None, str, str]]:
+        """Run `cmd` (no shell) in the container as its default user; `(exit_code, stdout,
+        stderr)`."""
     def wait_idle(self, name: str) -> Awaitable[None]:
         """Wait until no start or stop of container `name` is in progress."""
 

@@ -12,13 +12,17 @@ import inspect
 import json
 import math
 import os
+import shlex
 import socket
-from collections.abc import Callable
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from jupyterhub.spawner import Spawner
 from jupyterhub.traitlets import Callable as CallableTrait
+from jupyterhub.utils import fmt_ip_url
+from tornado import web
 from traitlets import (
     Any as AnyTrait,
 )
@@ -33,11 +37,19 @@ from traitlets import (
     Unicode,
     Union,
     default,
+    observe,
     validate,
 )
 
 from . import _core
-from .traits import ByteSpecification, memory_bytes
+from .imagechoice import (
+    AllowedImages,
+    image_from_form,
+    normalize_allowed_images,
+    options_form_html,
+    refusal,
+)
+from .traits import ByteSpecification, UnicodeOrFalse, memory_bytes
 from .volumenamingstrategy import default_format_volume_name
 
 #: Label keys set on every container and volume rustdocker creates.
@@ -60,6 +72,39 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
+def _ignored_tls_trait(name: str) -> AnyTrait:
+    return AnyTrait(
+        help=f"""Deprecated and ignored (as in DockerSpawner): setting `{name}` only logs a
+        warning. TLS to the engine is set with `tls_config`.
+
+        Example: `c.DockerSpawner.tls_config = {{"ca_cert": "/certs/ca.pem"}}`
+        """,
+    ).tag(config=True)
+
+
+async def _image_options_form(spawner: DockerSpawner) -> str:
+    """`options_form` when `allowed_images` is a callable: built at every display."""
+    return options_form_html(await spawner._get_allowed_images(), spawner.image)
+
+
+class _AsServer:
+    """A spawner seen as if it were the server `name`: for asking whether a template's result
+    depends on the server's name."""
+
+    def __init__(self, spawner: DockerSpawner, name: str) -> None:
+        self._spawner = spawner
+        self.name = name
+
+    def template_namespace(self) -> dict[str, str]:
+        namespace = dict(self._spawner.template_namespace())
+        namespace["servername"] = str(self._spawner.escape(self.name.lower()))
+        namespace["raw_servername"] = self.name
+        return namespace
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._spawner, attr)
+
+
 class _ClientPool:
     """One connected, version-negotiated Docker client per (host, timeout) per hub process.
 
@@ -68,18 +113,48 @@ class _ClientPool:
     """
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[str | None, float], _core.DockerClient] = {}
+        self._clients: dict[Any, _core.DockerClient] = {}
 
-    async def get(self, host: str | None, timeout: float) -> _core.DockerClient:
-        key = (host, timeout)
+    async def get(
+        self, host: str | None, timeout: float, tls: tuple[str, str, str] | None
+    ) -> _core.DockerClient:
+        key = (host, timeout, tls)
         client = self._clients.get(key)
         if client is None:
-            client = await _core.DockerClient.connect(host, timeout)
+            ca, cert, keyfile = tls or (None, None, None)
+            client = await _core.DockerClient.connect(
+                host, timeout, tls_ca=ca, tls_cert=cert, tls_key=keyfile
+            )
             client = self._clients.setdefault(key, client)
         return client
 
 
 _clients = _ClientPool()
+
+
+def _tls_files(value: Any, setting: str) -> tuple[str, str, str]:
+    """(ca, cert, key) from docker-py TLSConfig keywords or a TLSConfig-like object."""
+    if isinstance(value, dict):
+        client_cert = value.get("client_cert")
+        ca = value.get("ca_cert") or value.get("verify")
+    else:
+        client_cert = getattr(value, "cert", None)
+        ca = getattr(value, "ca_cert", None) or getattr(value, "verify", None)
+    if not (isinstance(client_cert, list | tuple) and len(client_cert) == 2):
+        raise ValueError(
+            f"DockerSpawner.{setting}: client_cert={client_cert!r} is not allowed: "
+            "use client_cert=(cert_path, key_path); the engine's --tlsverify needs a client "
+            "certificate"
+        )
+    if not isinstance(ca, str) or not ca:
+        raise ValueError(
+            f"DockerSpawner.{setting}: ca_cert={ca!r} is not allowed: use ca_cert=path to the CA "
+            "that signed the engine's certificate"
+        )
+    for path in (ca, *client_cert):
+        if not os.path.isfile(str(path)):
+            raise ValueError(f"DockerSpawner.{setting}: certificate file {path!r} does not exist")
+    return (ca, str(client_cert[0]), str(client_cert[1]))
 
 
 class DockerSpawner(Spawner):
@@ -99,6 +174,7 @@ class DockerSpawner(Spawner):
         `quay.io/jupyterhub/singleuser:<major>.<minor>`, so hub and server match. The image must
         start `jupyterhub-singleuser` (its CMD, or `cmd`). Changing it affects new containers
         only: with `remove = False` an existing stopped container is restarted as it is.
+        An `image` user option allowed by `allowed_images` replaces it for that start.
 
         Example: `c.DockerSpawner.image = "quay.io/jupyter/scipy-notebook:2024-12-02"`
         """,
@@ -107,6 +183,153 @@ class DockerSpawner(Spawner):
     @default("image")
     def _image_default(self) -> str:
         return _default_image()
+
+    allowed_images = Union(
+        [AnyTrait(), Dict(), List()],
+        default_value={},
+        help="""Images users may choose from when they start a server, as `{key: image}`.
+
+        Users choose with the `image` user option: the spawn form (shown when there are two or
+        more images), the REST API (`{"user_options": {"image": "<key>"}}`) or
+        `/hub/spawn?opt-image=<key>`. The key is what users see and send, the value the image
+        that runs, so a dict gives images friendly names; a list is short for `{image: image}`.
+        `"*"` allows any image: only for hubs whose users may run anything. A callable
+        `f(spawner)`, possibly async, returning any of these (or None) is called, and its result
+        checked, at every form display and every start, so it can depend on the user's groups.
+
+        Empty (the default): users cannot choose, and a request naming any image other than
+        `image` fails with HTTP 400. A refused request is told the allowed keys. A string other
+        than `"*"` is an error when the configuration is loaded.
+
+        Example::
+
+            c.DockerSpawner.allowed_images = {
+                "Python": "quay.io/jupyter/scipy-notebook:2024-12-02",
+                "R": "quay.io/jupyter/r-notebook:2024-12-02",
+            }
+        """,
+    ).tag(config=True)
+
+    @validate("allowed_images")
+    def _validate_allowed_images(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if callable(value):
+            return value
+        return normalize_allowed_images(value, f"{type(self).__name__}.allowed_images")
+
+    async def _get_allowed_images(self) -> AllowedImages:
+        """`allowed_images` now: a callable is called (and awaited) and its result validated."""
+        value = self.allowed_images
+        if callable(value):
+            value = normalize_allowed_images(
+                await _maybe_await(value(self)),
+                f"{type(self).__name__}.allowed_images (the callable's result)",
+            )
+        return value
+
+    @default("options_form")
+    def _options_form_default(self) -> Any:
+        # A static list gives the form once, as DockerSpawner; a callable list is asked at every
+        # display, which the hub supports through a callable options_form.
+        if callable(self.allowed_images):
+            return _image_options_form
+        return options_form_html(self.allowed_images, self.image)
+
+    @default("options_from_form")
+    def _options_from_form_default(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        return image_from_form
+
+    async def check_allowed(self, image: Any) -> str:
+        """The image to launch for a requested `image` user option.
+
+        A key of `allowed_images` gives its image, and an allowed image itself is accepted
+        (DockerSpawner refuses the real name of an aliased image). The image this start runs
+        without the option (`image`, after `group_overrides`) is always accepted: asking for
+        the default is not a choice (DockerSpawner refuses it when `allowed_images` is empty).
+        Anything else raises `SpawnException` (HTTP 400) naming the allowed keys.
+        """
+        if isinstance(image, list | tuple) and len(image) == 1:
+            image = image[0]  # a form's value, through options_from_form = "passthrough"
+        if not isinstance(image, str) or not image:
+            raise refusal(
+                f"The image option must be the name of an image, not {image!r}", reason="image"
+            )
+        allowed = await self._get_allowed_images()
+        if isinstance(allowed, str):  # "*"
+            return image
+        if image in allowed:
+            return allowed[image]
+        default_image = self._image_without_option or self.image
+        if image in allowed.values() or image == default_image:
+            return image
+        if not allowed:
+            raise refusal("Specifying image to launch is not allowed", reason="image")
+        raise refusal(
+            f"Image {image!r} is not allowed: choose one of: {', '.join(allowed)}", reason="image"
+        )
+
+    def check_image_whitelist(self, image: Any) -> Awaitable[str]:
+        """Deprecated since DockerSpawner 12.0: use `check_allowed`."""
+        cls = type(self).__name__
+        warnings.warn(
+            f"{cls}.check_image_whitelist is deprecated in DockerSpawner 12.0. "
+            f"Please use {cls}.check_allowed instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.check_allowed(image)
+
+    # The image a start runs without the `image` user option (noted after group_overrides), and
+    # (that image, the chosen one) of the last start that applied the option: the choice holds
+    # for that start only, as it would after a hub restart.
+    _image_without_option: str | None = None
+    _image_option_applied: tuple[str, str] | None = None
+
+    def _undo_image_option(self) -> None:
+        applied, self._image_option_applied = self._image_option_applied, None
+        if applied is not None and self.image == applied[1]:
+            self.image = applied[0]
+
+    async def apply_group_overrides(self) -> None:
+        # The hub's first step of every spawn (JupyterHub >= 5).
+        self._undo_image_option()
+        await super().apply_group_overrides()
+        self._image_without_option = self.image
+
+    async def _run_apply_user_options(self, user_options: Any) -> None:
+        # JupyterHub >= 5.3 warns about user options its `apply_user_options` does not handle;
+        # `image` is handled by start(), so it is not passed to the hub's handling unless an
+        # `apply_user_options` callable (which sees every option) or dict entry asks for it.
+        run = getattr(super(), "_run_apply_user_options", None)
+        if run is None:  # pragma: no cover - JupyterHub < 5.3 does not call this
+            return
+        hook = self.apply_user_options
+        if (
+            isinstance(user_options, dict)
+            and "image" in user_options
+            and (not hook or (isinstance(hook, dict) and "image" not in hook))
+        ):
+            user_options = {k: v for k, v in user_options.items() if k != "image"}
+        await run(user_options)
+
+    async def _apply_image_option(self) -> None:
+        """start()'s first step: the `image` user option, checked, becomes `image`."""
+        if self._image_without_option is None:
+            # start() without the hub's preparation.
+            self._undo_image_option()
+            self._image_without_option = self.image
+        try:
+            options = self.user_options if isinstance(self.user_options, dict) else {}
+            requested = options.get("image")
+            if requested:
+                chosen = await self.check_allowed(requested)
+                self.log.info(
+                    "%s runs image %s (user option image=%r)", self._log_name, chosen, requested
+                )
+                self._image_option_applied = (self._image_without_option, chosen)
+                self.image = chosen
+        finally:
+            self._image_without_option = None
 
     pull_policy = CaselessStrEnum(
         ["always", "ifnotpresent", "never", "skip"],
@@ -325,6 +548,33 @@ class DockerSpawner(Spawner):
     def _use_internal_ip_default(self) -> bool:
         return self.network_name not in {"bridge", "host"}
 
+    use_internal_hostname = Bool(
+        help="""Connect to the container by its name (`internal_hostname`) and `port`, instead of
+        an IP address. Takes precedence over `use_internal_ip`.
+
+        The hub must resolve container names: it runs in a container on the same user-defined
+        `network_name` (Docker's DNS does not serve the default `bridge` network). Defaults to
+        True with `c.JupyterHub.internal_ssl`, whose server certificates name the container
+        (`ssl_alt_names`), False otherwise.
+
+        Example: `c.DockerSpawner.use_internal_hostname = True`
+        """,
+    ).tag(config=True)
+
+    @default("use_internal_hostname")
+    def _use_internal_hostname_default(self) -> bool:
+        return bool(self.internal_ssl)
+
+    @property
+    def internal_hostname(self) -> str:
+        """The name the hub reaches the container by with `use_internal_hostname`."""
+        return self.object_name
+
+    @default("ssl_alt_names")
+    def _ssl_alt_names_default(self) -> list[str]:
+        # With internal SSL the server's certificate must name the host the hub connects to.
+        return ["DNS:" + self.internal_hostname]
+
     host_ip = Unicode(
         help="""Host interface the server port is published on when `use_internal_ip` is False.
 
@@ -393,6 +643,17 @@ class DockerSpawner(Spawner):
         """,
     ).tag(config=True)
 
+    post_start_cmd = UnicodeOrFalse(
+        False,
+        help="""A command run in the container (`docker exec`, as its default user, no shell)
+        right after it starts, e.g. to fix permissions. It is split like a shell line, waited
+        for, and counts against `start_timeout`. Its stdout is logged at DEBUG, its stderr and
+        a non-zero exit code at WARNING; a failing command does not fail the spawn.
+
+        Example: `c.DockerSpawner.post_start_cmd = "sh -c 'chmod 700 /home/jovyan/work'"`
+        """,
+    ).tag(config=True)
+
     # ------------------------------------------------------------------ rustdocker's own
 
     hub_id = Unicode(
@@ -432,6 +693,33 @@ class DockerSpawner(Spawner):
         """,
     ).tag(config=True)
 
+    tls_config = Dict(
+        help="""TLS settings for a remote engine (`dockerd --tlsverify`), as docker-py's
+        `TLSConfig` keywords: `client_cert=(cert_path, key_path)` and `ca_cert=path` (or
+        `verify=path`). The engine's certificate is verified against that CA and the client
+        certificate is presented, so all three files are needed. `DOCKER_TLS_VERIFY` with
+        `DOCKER_CERT_PATH` (`ca.pem`, `cert.pem`, `key.pem`) overrides this, and `client_kwargs`
+        override both.
+
+        Example::
+
+            c.DockerSpawner.tls_config = {
+                "client_cert": ("/etc/docker-client/cert.pem", "/etc/docker-client/key.pem"),
+                "ca_cert": "/etc/docker-client/ca.pem",
+            }
+        """,
+    ).tag(config=True)
+
+    client_kwargs = Dict(
+        help="""Connection settings, applied last: `base_url` (the Docker host), `tls` (a dict of
+        `TLSConfig` keywords, a docker-py `TLSConfig` object, or False) and `timeout` (seconds).
+        Other docker-py `APIClient` keywords (`version`, `user_agent`, ...) are accepted and
+        ignored: the API version is always negotiated with the engine.
+
+        Example: `c.DockerSpawner.client_kwargs = {"base_url": "tcp://10.0.0.5:2376"}`
+        """,
+    ).tag(config=True)
+
     docker_timeout = Float(
         120.0,
         help="""Seconds one Docker API request may take before it fails (pulls stream, so a long
@@ -450,6 +738,145 @@ class DockerSpawner(Spawner):
         Example: `c.DockerSpawner.stop_timeout = 30`
         """,
     ).tag(config=True)
+
+    # ------------------------------------------------------------------ deprecated names
+
+    # Old name -> (new name, the DockerSpawner version that renamed it). A value set under the
+    # old name is copied to the new one, with DockerSpawner's warning when they differ.
+    _deprecated_aliases: ClassVar[dict[str, tuple[str, str]]] = {
+        "container_ip": ("host_ip", "0.9.*"),
+        "container_port": ("port", "0.9.*"),
+        "container_image": ("image", "0.9.*"),
+        "container_prefix": ("prefix", "0.10.0"),
+        "container_name_template": ("name_template", "0.10.0*"),
+        "remove_containers": ("remove", "0.10.0"),
+        "image_whitelist": ("allowed_images", "12.0"),
+    }
+
+    container_ip = Unicode(
+        "127.0.0.1",
+        help="""Deprecated since DockerSpawner 0.9: use `host_ip`, which a value set here is
+        copied to (with a warning).
+
+        Example: `c.DockerSpawner.host_ip = "0.0.0.0"`
+        """,
+    ).tag(config=True)
+
+    container_port = Int(
+        8888,
+        help="""Deprecated since DockerSpawner 0.9: use `port`, which a value set here is copied to
+        (with a warning).
+
+        Example: `c.DockerSpawner.port = 8888`
+        """,
+    ).tag(config=True)
+
+    container_image = Unicode(
+        "",
+        help="""Deprecated since DockerSpawner 0.9: use `image`, which a value set here is copied
+        to (with a warning).
+
+        Example: `c.DockerSpawner.image = "quay.io/jupyter/base-notebook:2024-12-02"`
+        """,
+    ).tag(config=True)
+
+    container_prefix = Unicode(
+        "",
+        help="""Deprecated since DockerSpawner 0.10: use `prefix`, which a value set here is copied
+        to (with a warning).
+
+        Example: `c.DockerSpawner.prefix = "hub"`
+        """,
+    ).tag(config=True)
+
+    container_name_template = Unicode(
+        "",
+        help="""Deprecated since DockerSpawner 0.10: use `name_template`, which a value set here is
+        copied to (with a warning).
+
+        Example: `c.DockerSpawner.name_template = "{prefix}-{username}"`
+        """,
+    ).tag(config=True)
+
+    remove_containers = Bool(
+        False,
+        help="""Deprecated since DockerSpawner 0.10: use `remove`, which a value set here is copied
+        to (with a warning).
+
+        Example: `c.DockerSpawner.remove = True`
+        """,
+    ).tag(config=True)
+
+    image_whitelist = Union(
+        [AnyTrait(), Dict(), List()],
+        default_value={},
+        help="""Deprecated since DockerSpawner 12.0: use `allowed_images`, which a value set here
+        is copied to (with a warning).
+
+        Example: `c.DockerSpawner.allowed_images = ["quay.io/jupyter/base-notebook:2024-12-02"]`
+        """,
+    ).tag(config=True)
+
+    @observe(*_deprecated_aliases)
+    def _deprecated_alias_set(self, change: Any) -> None:
+        new_name, version = self._deprecated_aliases[change.name]
+        if getattr(self, new_name) != change.new:
+            # Setting both names to the same value (configs written for old and new versions
+            # alike) is not warned about.
+            cls = type(self).__name__
+            self.log.warning(
+                f"{cls}.{change.name} is deprecated in DockerSpawner {version}, "
+                f"use {cls}.{new_name} instead"
+            )
+            setattr(self, new_name, change.new)
+
+    use_docker_client_env = Bool(
+        True,
+        help="""Deprecated and ignored: the `DOCKER_HOST` environment variable is always used
+        when `docker_host` is empty; setting this only logs a warning.
+
+        Example: `c.DockerSpawner.docker_host = "tcp://10.0.0.5:2375"`
+        """,
+    ).tag(config=True)
+
+    @observe("use_docker_client_env")
+    def _use_docker_client_env_set(self, change: Any) -> None:
+        self.log.warning(
+            f"{type(self).__name__}.use_docker_client_env is deprecated and ignored."
+            "  Docker environment variables are always used if defined."
+        )
+
+    tls = _ignored_tls_trait("tls")
+    tls_verify = _ignored_tls_trait("tls_verify")
+    tls_ca = _ignored_tls_trait("tls_ca")
+    tls_cert = _ignored_tls_trait("tls_cert")
+    tls_key = _ignored_tls_trait("tls_key")
+    tls_assert_hostname = _ignored_tls_trait("tls_assert_hostname")
+
+    @observe("tls", "tls_verify", "tls_ca", "tls_cert", "tls_key", "tls_assert_hostname")
+    def _ignored_tls_set(self, change: Any) -> None:
+        self.log.warning(
+            "%s config ignored, use %s.tls_config dict to set full TLS configuration.",
+            change.name,
+            type(self).__name__,
+        )
+
+    hub_ip_connect = Unicode(
+        "",
+        help="""Removed in DockerSpawner 13 (deprecated since JupyterHub 0.8): setting it only
+        logs a warning. The address containers reach the hub at is JupyterHub's
+        `hub_connect_ip` (or `hub_connect_url`).
+
+        Example: `c.JupyterHub.hub_connect_ip = "jupyterhub"`
+        """,
+    ).tag(config=True)
+
+    @observe("hub_ip_connect")
+    def _hub_ip_connect_set(self, change: Any) -> None:
+        self.log.warning(
+            f"Ignoring {type(self).__name__}.hub_ip_connect={change.new!r}, which has been "
+            "deprecated since JupyterHub 0.8. Use c.JupyterHub.hub_connect_ip instead."
+        )
 
     # ------------------------------------------------------------------ base trait defaults
 
@@ -474,8 +901,17 @@ class DockerSpawner(Spawner):
     # ------------------------------------------------------------------ state
 
     object_type: ClassVar[str] = "container"
+    #: The field of the engine's inspect reply holding the object's id.
+    object_id_key: ClassVar[str] = "Id"
     object_id = Unicode("")
     _persisted_name = Unicode("")
+
+    # The names the volume sources (`volumes`/`read_only_volumes` keys, `mounts` sources) got,
+    # `{template: name}`, and the server name they were rendered for. Kept in state (keys
+    # `volume_names`, `volume_names_server`) so that tools can find a server's volumes, and so
+    # that a renamed server keeps its volumes: see `_volume_source`.
+    _volume_names = Dict()
+    _volume_names_server = Unicode(None, allow_none=True)
 
     @property
     def object_name(self) -> str:
@@ -497,12 +933,23 @@ class DockerSpawner(Spawner):
         # `container_id` is the key DockerSpawner < 0.10 wrote.
         self.object_id = state.get("container_id") or state.get("object_id", "") or ""
         self._persisted_name = state.get("object_name", "") or ""
+        names = state.get("volume_names")
+        server = state.get("volume_names_server")
+        if isinstance(names, dict) and isinstance(server, str):
+            self._volume_names = {str(k): str(v) for k, v in names.items()}
+            self._volume_names_server = server
+        else:
+            self._volume_names = {}
+            self._volume_names_server = None
 
     def get_state(self) -> dict[str, Any]:
         state: dict[str, Any] = super().get_state()
         if self.object_id:
             state["object_id"] = self.object_id
             state["object_name"] = self.object_name
+        if self._volume_names and self._volume_names_server is not None:
+            state["volume_names"] = dict(self._volume_names)
+            state["volume_names_server"] = self._volume_names_server
         return state
 
     # The base clear_state runs before every start; object_id/object_name deliberately survive
@@ -579,8 +1026,47 @@ class DockerSpawner(Spawner):
             bind = {"bind": self._format_volume(target, setting), "mode": entry_mode}
             if propagation:
                 bind["propagation"] = propagation
-            binds[self._format_volume(source, setting)] = bind
+            binds[self._volume_source(source, setting)] = bind
         return binds
+
+    def _volume_source(self, template: str, setting: str) -> str:
+        """The name of a volume source (a named volume or host path) of `setting`.
+
+        Rendered from the template, except after the server was renamed (by `rename`, or by
+        JupyterHub 6's `allow_existing_invalid_named_servers = "autorename"`): then the name
+        recorded for the server's old name is kept, so `{servername}` in a template does not
+        move the server to new, empty volumes. Changing the template itself gives new names.
+        """
+        if (
+            self._volume_names_server is not None
+            and self._volume_names_server != (self.name or "")
+            and template in self._volume_names
+        ):
+            return str(self._volume_names[template])
+        return self._format_volume(template, setting)
+
+    def _volume_sources(self) -> dict[str, str]:
+        """`{template: name}` of every templated volume source."""
+        sources: dict[str, str] = {}
+        for setting in ("volumes", "read_only_volumes"):
+            for template in getattr(self, setting):
+                sources[template] = self._volume_source(template, setting)
+        for mount in self.mounts:
+            for key in ("source", "Source"):
+                template = mount.get(key)
+                if isinstance(template, str) and template:
+                    sources[template] = self._volume_source(template, "mounts")
+        return sources
+
+    def _record_volume_names(self) -> None:
+        """Note the volume names of this start in the state."""
+        sources = self._volume_sources()
+        if self._volume_names_server is not None and self._volume_names_server != (self.name or ""):
+            # Renamed: the old names stay, with the name they were rendered for.
+            self._volume_names = {**self._volume_names, **sources}
+        else:
+            self._volume_names = sources
+            self._volume_names_server = self.name or ""
 
     @property
     def volume_binds(self) -> dict[str, dict[str, str]]:
@@ -600,7 +1086,30 @@ class DockerSpawner(Spawner):
                 return {k: render(v) for k, v in value.items()}
             return value
 
-        return [render(dict(m)) for m in self.mounts]
+        rendered = []
+        for mount in self.mounts:
+            out = render(dict(mount))
+            for key in ("source", "Source"):
+                if isinstance(mount.get(key), str) and mount[key]:
+                    out[key] = self._volume_source(mount[key], "mounts")
+            rendered.append(out)
+        return rendered
+
+    @property
+    def mount_binds(self) -> list[dict[str, Any]]:
+        """`mounts` after templating, as Engine-API `Mount` objects (`Target`, `Source`, `Type`,
+        `ReadOnly`, `BindOptions`, ...), the form of docker-py's `Mount`. DockerSpawner <= 14.0
+        had this property; the container is created with what it returns, so a subclass may
+        override it."""
+        mounts = self._rendered_mounts()
+        if not mounts:
+            return []
+        probe = {"name": "probe", "image": "probe", "port": 1, "mounts": mounts}
+        try:
+            body = json.loads(_core.build_create_body(json.dumps(probe)))
+        except ValueError as e:
+            raise ValueError(f"{type(self).__name__}.mounts: {e}") from None
+        return list(body["HostConfig"]["Mounts"])
 
     def _mounts_without_conflicts(
         self, volume_binds: dict[str, dict[str, str]]
@@ -614,7 +1123,7 @@ class DockerSpawner(Spawner):
         """
         taken = {b["bind"].rstrip("/") or "/": source for source, b in volume_binds.items()}
         kept = []
-        for mount in self._rendered_mounts():
+        for mount in self.mount_binds:
             target = str(mount.get("target", mount.get("Target", ""))).rstrip("/") or "/"
             if target in taken:
                 self.log.warning(
@@ -639,12 +1148,15 @@ class DockerSpawner(Spawner):
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
         env["JUPYTER_IMAGE_SPEC"] = self.image
-        # Callables are resolved at start; the base class would stringify the function.
+        # Callables are resolved at start; the base class would stringify the function. An
+        # `environment` entry of the same name wins, as over every other variable.
         for key, attr in (
             ("MEM_LIMIT", "mem_limit"),
             ("MEM_GUARANTEE", "mem_guarantee"),
             ("CPU_LIMIT", "cpu_limit"),
         ):
+            if key in self.environment:
+                continue
             env.pop(key, None)
             value = self._resolved.get(attr)
             if value:
@@ -663,6 +1175,24 @@ class DockerSpawner(Spawner):
             LABEL_USER: self.user.name,
             LABEL_SERVER: self.name or "",
         }
+
+    def create_kwargs_defaults(self) -> dict[str, Any]:
+        """Container create settings that apply unless `extra_create_kwargs` sets the same one,
+        in docker-py keyword form (`user`, `working_dir`, ...). None here; `SystemUserSpawner`
+        gives the user's uid and home directory."""
+        return {}
+
+    # docker-py keyword -> Engine field, for the settings `create_kwargs_defaults` may give.
+    _CREATE_FIELDS: ClassVar[dict[str, str]] = {"user": "User", "working_dir": "WorkingDir"}
+
+    def _with_create_defaults(self, extra_create: dict[str, Any]) -> dict[str, Any]:
+        # `extra_create_kwargs` (or a callable's result) is not mutated: the defaults fill in
+        # what it leaves unset, under either spelling of the key.
+        merged = dict(extra_create)
+        for key, value in self.create_kwargs_defaults().items():
+            if key not in merged and self._CREATE_FIELDS.get(key, key) not in merged:
+                merged[key] = value
+        return merged
 
     async def build_spec(self) -> dict[str, Any]:
         """The plain dict handed to the Rust core. Resolves callables; validates values."""
@@ -695,6 +1225,7 @@ class DockerSpawner(Spawner):
         ):
             if not isinstance(value, dict):
                 raise TraitError(f"DockerSpawner.{setting} returned {value!r}: a dict is required")
+        extra_create = self._with_create_defaults(extra_create)
         labels = self._labels()
         volume_binds = self.volume_binds
         mounts = self._mounts_without_conflicts(volume_binds)
@@ -732,13 +1263,164 @@ class DockerSpawner(Spawner):
             "extra_host_config": extra_host,
         }
 
+    # ------------------------------------------------------------------ names across servers
+
+    async def _prepare_start(self) -> None:
+        """start()'s steps before the spec: the image option, then the names."""
+        await self._apply_image_option()
+        self._record_volume_names()
+        self._check_names_not_taken()
+
+    def _check_names_not_taken(self) -> None:
+        """Refuse to start on another server's container or volumes.
+
+        A renamed server keeps its volumes' names (`_volume_source`); a new server given the
+        old name would otherwise mount them, and with a name recorded in state adopt another
+        server's kept container. The other servers' recorded names are in the hub's database.
+        """
+        orm_user = getattr(self.user, "orm_user", None)
+        others = getattr(orm_user, "orm_spawners", None)
+        if not isinstance(others, Mapping):
+            return
+        mine = self.name or ""
+        container = self.object_name
+        # Only volumes meant to be each server's own: one volume per user is shared by design.
+        volumes = {
+            template: name
+            for template, name in self._volume_sources().items()
+            if self._names_each_server(template)
+        }
+        for other_name, orm_spawner in others.items():
+            state = getattr(orm_spawner, "state", None)
+            if other_name == mine or not isinstance(state, dict):
+                continue
+            if state.get("object_name") == container:
+                raise refusal(
+                    f"Server {mine!r} cannot start: its container {container!r} belongs to the "
+                    f"server {other_name!r}. Choose another server name (and check that "
+                    "name_template gives each server its own container).",
+                    reason="name-conflict",
+                    status_code=409,
+                )
+            recorded = state.get("volume_names")
+            if not isinstance(recorded, dict):
+                continue
+            for template, name in volumes.items():
+                if recorded.get(template) == name:
+                    old = state.get("volume_names_server")
+                    was = f" (renamed from {old!r})" if old not in (None, other_name) else ""
+                    raise refusal(
+                        f"Server {mine!r} cannot start: the volume {name!r} (template "
+                        f"{template!r}) holds the files of the server {other_name!r}{was}. "
+                        "Choose another server name.",
+                        reason="name-conflict",
+                        status_code=409,
+                    )
+
+    def _names_each_server(self, template: str) -> bool:
+        """Whether `template` gives another server another name (through `{servername}`, or a
+        `format_volume_name` reading the server's name)."""
+        try:
+            here = str(self.format_volume_name(template, self))
+            there = str(self.format_volume_name(template, _AsServer(self, "rustdocker-probe")))
+        except Exception:
+            return False
+        return here != there
+
+    async def rename(self, old_name: str, new_name: str) -> None:
+        """Called by JupyterHub 6 before a stopped server is renamed; raising vetoes it.
+
+        The volumes keep their names (`{servername}` in a template keeps rendering the old
+        name), so the server keeps its files. The container is not kept: it was created with
+        the old server's URL and OAuth settings and would not serve the new one. A container
+        kept by `remove = False` therefore vetoes the rename, because files outside the volumes
+        live in it; once it is removed (`docker rm`), the rename proceeds and the next start
+        creates a container named after the new name. With `remove = True` a leftover stopped
+        container is removed, as the next start would.
+        """
+        base = getattr(super(), "rename", None)
+        if base is not None:
+            await base(old_name, new_name)
+        if self.object_id or self._persisted_name:
+            client = await self.docker_client()
+            container = self.object_id or self.object_name
+            found = await client.container_status(container) is not None
+            if found and self.remove:
+                # Not forced: a container that is somehow running vetoes the rename instead.
+                await client.remove_container(container, force=False)
+            elif found:
+                raise web.HTTPError(
+                    409,
+                    "%s",
+                    f"Cannot rename {self._log_name} to {new_name!r}: its stopped container "
+                    f"{self.object_name!r} was created for the name {old_name!r} and holds the "
+                    "files outside its volumes (DockerSpawner.remove = False). An administrator "
+                    f"can remove it (docker rm {self.object_name}) to allow the rename; the "
+                    "volumes are kept.",
+                )
+            self.object_id = ""
+            self._persisted_name = ""
+        self._record_volume_names()  # under the old name, which is self.name until the hub commits
+        if self.orm_spawner is not None:
+            # The hub commits the orm row after this returns, but does not save the state itself.
+            self.orm_spawner.state = self.get_state()
+        self.log.info(
+            "Renaming %s to %r: volumes keep their names %s",
+            self._log_name,
+            new_name,
+            sorted(set(self._volume_names.values())),
+        )
+
+    async def delete_forever(self) -> None:
+        """Called when the user or this named server is deleted: rustdocker deletes nothing.
+
+        A container kept by `remove = False`, the volumes and the host directories stay; the
+        log names them so that an administrator can remove them.
+        """
+        kept = []
+        if self.object_id or self._persisted_name:
+            kept.append(f"container {self.object_name}")
+        try:
+            names = self._volume_names or self._volume_sources()
+        except Exception:  # a broken template must not block the deletion
+            names = self._volume_names
+        kept += [f"volume {name}" for name in sorted(set(names.values()))]
+        self.log.info(
+            "Deleting %s: nothing is removed; kept: %s",
+            self._log_name,
+            ", ".join(kept) if kept else "nothing recorded",
+        )
+
     # ------------------------------------------------------------------ lifecycle
+
+    def _connection(self) -> tuple[str | None, float, tuple[str, str, str] | None]:
+        """(host, timeout, (ca, cert, key) or None) from the settings and the environment, in
+        DockerSpawner's order: tls_config, then DOCKER_TLS_VERIFY/DOCKER_CERT_PATH, then
+        client_kwargs."""
+        host = self.docker_host or os.environ.get("DOCKER_HOST") or None
+        timeout = self.docker_timeout
+        tls = _tls_files(self.tls_config, "tls_config") if self.tls_config else None
+        if os.environ.get("DOCKER_TLS_VERIFY", "") not in ("", "0"):
+            cert_path = os.environ.get("DOCKER_CERT_PATH") or os.path.expanduser("~/.docker")
+            ca, cert, key = (os.path.join(cert_path, f) for f in ("ca.pem", "cert.pem", "key.pem"))
+            tls = (ca, cert, key)
+        kwargs = self.client_kwargs
+        if kwargs.get("base_url"):
+            host = str(kwargs["base_url"])
+        if "tls" in kwargs:
+            tls = _tls_files(kwargs["tls"], "client_kwargs['tls']") if kwargs["tls"] else None
+        if kwargs.get("timeout"):
+            timeout = float(kwargs["timeout"])
+        if host and host.startswith("https://"):
+            host = "tcp://" + host[len("https://") :]
+        return host, timeout, tls
 
     async def docker_client(self) -> _core.DockerClient:
         """The hub process's shared client for this spawner's engine."""
-        return await _clients.get(self.docker_host or None, self.docker_timeout)
+        return await _clients.get(*self._connection())
 
     async def start(self) -> tuple[str, int]:
+        await self._prepare_start()
         spec = await self.build_spec()
         client = await self.docker_client()
         name = spec["name"]
@@ -758,7 +1440,60 @@ class DockerSpawner(Spawner):
             if result.api_token:
                 # The kept container still has the token it was created with.
                 self.api_token = result.api_token
+        if self.post_start_cmd:
+            await self.post_start_exec()
+        if self.use_internal_hostname:
+            # Docker's DNS resolves the container name on a user-defined network, and the
+            # internal-SSL certificate names it (ssl_alt_names).
+            return (self.internal_hostname, int(self.port))
         return (result.ip, result.port)
+
+    async def get_command(self) -> list[str]:
+        """The container's command: `cmd`, or the image's own CMD, followed by `args`."""
+        cmd = list(self.cmd) if self.cmd else None
+        if cmd is None:
+            client = await self.docker_client()
+            cmd = await client.image_cmd(self.image) or []
+        return cmd + list(self.get_args())
+
+    async def post_start_exec(self) -> None:
+        """Runs `post_start_cmd` in the container and logs what it did."""
+        cmd = str(self.post_start_cmd)
+        client = await self.docker_client()
+        exit_code, stdout, stderr = await client.exec_run(self.object_name, shlex.split(cmd))
+        name = self.object_name
+        if stdout:
+            self.log.debug(
+                "post_start stdout in %s:\n  %s", name, stdout.rstrip().replace("\n", "\n  ")
+            )
+        if stderr:
+            self.log.warning(
+                "post_start stderr in %s:\n  %s", name, stderr.rstrip().replace("\n", "\n  ")
+            )
+        if exit_code:
+            self.log.warning("post_start_cmd %r in %s exited with code %s", cmd, name, exit_code)
+
+    async def get_url(self) -> str:
+        """The server's URL, re-read from the engine: after a hub restart the container may have a
+        new IP (a restarted engine) or port, and the stored URL would point nowhere."""
+        if self.server is None:
+            return str(await super().get_url())
+        client = await self.docker_client()
+        address = await client.container_address(
+            self.object_id or self.object_name,
+            int(self.port),
+            self.network_name,
+            self.use_internal_ip,
+            self.host_ip,
+        )
+        if address is None:
+            return str(await super().get_url())
+        ip, port = address
+        if self.use_internal_hostname:
+            # As start() returns it: the name on the container's network, the server's own port.
+            ip, port = self.internal_hostname, int(self.port)
+        proto = "https" if self.internal_ssl else "http"
+        return f"{proto}://{fmt_ip_url(ip)}:{port}{self.server.base_url}"
 
     async def stop(self, now: bool = False) -> None:
         client = await self.docker_client()

@@ -59,3 +59,17 @@ class ByteSpecification(TraitType[int | None, Any]):
     def validate(self, obj: Any, value: Any) -> int | None:
         owner = type(obj).__name__ if obj is not None else "Spawner"
         return memory_bytes(value, f"{owner}.{self.name}")
+
+
+class UnicodeOrFalse(TraitType[str | bool, Any]):
+    """A string, or False for "not set" (DockerSpawner's `post_start_cmd` type)."""
+
+    default_value = False
+    info_text = "a string or False"
+
+    def validate(self, obj: Any, value: Any) -> str | bool:
+        if value is False or value is None:
+            return False
+        if isinstance(value, str):
+            return value
+        self.error(obj, value)

@@ -20,6 +20,11 @@ use super::{locks, Engine};
 use crate::errors::{CoreError, CoreResult};
 use crate::spec::{ContainerSpec, PullPolicy};
 
+/// Label with the user a container was made for.
+const USER_LABEL: &str = "org.rustdocker.user";
+/// Label with the server a container was made for.
+const SERVER_LABEL: &str = "org.rustdocker.server";
+
 /// What `start_server` did, returned to Python as a dict.
 #[derive(Debug, Clone, Serialize)]
 pub struct StartOutcome {
@@ -225,7 +230,10 @@ impl Engine {
                 Ok(id) => return Ok(Found::Created(id)),
                 Err(err) if err.status() == Some(409) => {
                     match self.inspect_container(&spec.name).await? {
-                        Some(found) if !spec.remove => return Ok(Found::Existing(Box::new(found))),
+                        Some(found) if !spec.remove => {
+                            check_same_server(spec, &found)?;
+                            return Ok(Found::Existing(Box::new(found)));
+                        }
                         // A leftover of an earlier run that should have been cleaned up.
                         Some(_) => self.remove_container(&spec.name, true).await?,
                         None => {}
@@ -530,6 +538,29 @@ fn with_logs(err: CoreError, name: &str, logs: &str) -> CoreError {
 enum Found {
     Created(String),
     Existing(Box<ContainerInspectResponse>),
+}
+
+/// Refuses to resume a kept container that rustdocker made for another server: it would serve
+/// that server's URL and OAuth client (after the hub renamed a server without telling us).
+fn check_same_server(spec: &ContainerSpec, found: &ContainerInspectResponse) -> CoreResult<()> {
+    let labels = found.config.as_ref().and_then(|c| c.labels.as_ref());
+    for key in [SERVER_LABEL, USER_LABEL] {
+        let theirs = labels.and_then(|l| l.get(key));
+        let ours = spec.labels.get(key);
+        if let (Some(theirs), Some(ours)) = (theirs, ours) {
+            if theirs != ours {
+                return Err(CoreError::Api {
+                    action: format!("resume container '{}'", spec.name),
+                    status: 409,
+                    message: format!(
+                        "it was created for {key}={theirs:?}, not {ours:?}; it serves that server's URL. Remove it (`docker rm {}`; its named volumes are kept) or set remove = True",
+                        spec.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A 404 that says the image is missing (and not, say, a network).
