@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -454,3 +455,33 @@ async def test_get_command_from_the_image(unique: str) -> None:
     image_cmd = inspect("image", s.image)["Config"]["Cmd"]
     assert await s.get_command() == [*image_cmd, "--extra"]
     assert await make_spawner(unique, cmd=["x"], args=["y"]).get_command() == ["x", "y"]
+
+
+async def test_host_network_without_a_subclass(unique: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    s = make_spawner(
+        unique,
+        extra_host_config={"network_mode": "host"},
+        cmd=["sh", "-c", f"trap 'exit 0' TERM; httpd -f -p 127.0.0.1:{port} -h /www & wait"],
+        port=port,
+        remove=True,
+    )
+    ip, got_port = await s.start()
+    info = inspect("container", s.object_name)
+    assert info["HostConfig"]["NetworkMode"] == "host"
+    assert not info["HostConfig"].get("PortBindings")
+    assert (ip, got_port) == ("127.0.0.1", port)
+    assert http_get(ip, got_port).strip() == "ok"
+    await s.stop()
+
+
+async def test_all_interfaces_is_normalised_to_a_reachable_address(unique: str) -> None:
+    s = make_spawner(unique, host_ip="0.0.0.0", remove=True)
+    ip, port = await s.start()
+    binding = inspect("container", s.object_name)["NetworkSettings"]["Ports"]["8888/tcp"]
+    assert binding[0]["HostIp"] == "0.0.0.0"
+    assert ip == "127.0.0.1"
+    assert http_get(ip, port).strip() == "ok"
+    await s.stop()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,25 +34,40 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = s.getsockname()[1]
     (d / "config.yml").write_text(
         "version: 0.1\n"
-        "log: {level: error}\n"
+        "log: {level: info}\n"
         f"storage: {{filesystem: {{rootdirectory: {d / 'data'}}}, delete: {{enabled: true}}}}\n"
         f"http: {{addr: 127.0.0.1:{port}}}\n"
     )
-    proc = subprocess.Popen([binary, "serve", str(d / "config.yml")], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    log = open(d / "registry.log", "w")  # noqa: SIM115 - open for the registry's lifetime
+    proc = subprocess.Popen([binary, "serve", str(d / "config.yml")], stdout=log,
+                            stderr=subprocess.STDOUT)  # fmt: skip
     try:
         deadline = time.monotonic() + 20
         while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
+            # Our registry, not whatever else might hold the port: it names its API version.
+            url = f"http://127.0.0.1:{port}/v2/"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
+                if r.headers.get("Docker-Distribution-Api-Version") and proc.poll() is None:
                     break
             if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("docker-registry did not start")
+                pytest.fail(f"docker-registry did not start: {(d / 'registry.log').read_text()}")
             time.sleep(0.1)
+        _ROOTS[f"127.0.0.1:{port}"] = d / "data"
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(10)
+        log.close()
+        print(
+            f"registry exit code {proc.returncode}; log: {(d / 'registry.log').read_text()[-3000:]}"
+        )
+
+
+_ROOTS: dict[str, Path] = {}
+
+
+def registry_root(registry: str) -> Path:
+    return _ROOTS[registry]
 
 
 def push(registry: str, name: str) -> str:
@@ -118,3 +136,27 @@ async def test_pull_error_fails_the_spawn_with_the_registry_message(
     assert "nothing-here" in message
     assert "manifest unknown" in message or "not found" in message
     assert not exists("container", s.object_name)
+
+
+async def test_error_inside_the_pull_stream_fails_the_spawn(registry: str, unique: str) -> None:
+    """The registry serves the manifest, then loses a layer: the engine reports that inside the
+    200 pull stream, which DockerSpawner swallows; rustdocker fails the start with it."""
+    # An image with a layer of its own, which the engine then has to fetch.
+    ref = f"{registry}/rustdocker-test/{unique}:broken"
+    ctx = registry_root(registry).parent / unique
+    ctx.mkdir()
+    (ctx / "payload").write_bytes(os.urandom(3 * 1024 * 1024))
+    (ctx / "Dockerfile").write_text(f"FROM {TINY_IMAGE}\nCOPY payload /payload\n")
+    docker("build", "-q", "-t", ref, str(ctx))
+    docker("push", ref)
+    docker("rmi", ref)
+    root = registry_root(registry)
+    blobs = sorted(root.rglob("blobs/sha256/*/*/data"), key=lambda p: p.stat().st_size)
+    blobs[-1].unlink()  # the largest blob: that 3 MiB layer
+    s = make_spawner(unique, image=ref)
+    with pytest.raises(rustdocker.RustDockerError) as info:
+        await s.start()
+    message = str(info.value)
+    assert f"pull image '{ref}'" in message
+    assert not exists("container", s.object_name)
+    assert not exists("image", ref)

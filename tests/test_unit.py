@@ -267,3 +267,71 @@ async def test_invalid_settings_are_named(extra: dict[str, Any], needle: str) ->
         spec = await s.build_spec()
         _core.build_create_body(json.dumps(spec))
     assert needle in str(info.value)
+
+
+GIB = 1024**3
+# DockerSpawner configurations (reference §1 and §2.6) and the HostConfig fields they must give.
+CONFIG_TABLE: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    # The verified payload example: mem 1.5G, cpu 0.5, period 50000, GPU, shm 1g.
+    (
+        {
+            "mem_limit": "1.5G",
+            "cpu_limit": 0.5,
+            "extra_host_config": {
+                "cpu_period": 50000,
+                "device_requests": [{"count": -1, "capabilities": [["gpu"]]}],
+                "shm_size": "1g",
+            },
+        },
+        {
+            "Memory": 1610612736,
+            "CpuPeriod": 50000,
+            "CpuQuota": 25000,
+            "ShmSize": GIB,
+            "DeviceRequests": [{"Count": -1, "Capabilities": [["gpu"]]}],
+        },
+    ),
+    # docker-py helper objects arrive as dicts with Engine keys.
+    (
+        {
+            "extra_host_config": {
+                "device_requests": [
+                    {"Driver": "nvidia", "DeviceIDs": ["1"], "Capabilities": [["gpu"]]}
+                ]
+            }
+        },
+        {"DeviceRequests": [{"Driver": "nvidia", "DeviceIDs": ["1"], "Capabilities": [["gpu"]]}]},
+    ),
+    ({"links": {"db": "database"}}, {"Links": ["db:database"]}),
+    ({"extra_host_config": {"memswap_limit": "2g"}}, {"MemorySwap": 2 * GIB}),
+    ({"extra_host_config": {"network_mode": "jhub"}}, {"NetworkMode": "jhub"}),
+    ({"network_name": "jhub"}, {"NetworkMode": "jhub", "PortBindings": None}),
+    (
+        {"host_ip": "0.0.0.0"},
+        {"PortBindings": {"8888/tcp": [{"HostIp": "0.0.0.0", "HostPort": ""}]}},
+    ),
+    ({"port": 9999}, {"PortBindings": {"9999/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}),
+    (
+        {"extra_host_config": {"network_mode": "host"}},
+        {"NetworkMode": "host", "PortBindings": None},
+    ),
+    (
+        {"volumes": {"/srv/{raw_username}": {"bind": "/data", "mode": "z"}}},
+        {"Binds": ["/srv/dave:/data:z"]},
+    ),
+    (
+        {"extra_host_config": {"privileged": True, "cap_add": ["SYS_ADMIN"], "init": True}},
+        {"Privileged": True, "CapAdd": ["SYS_ADMIN"], "Init": True},
+    ),
+    ({"extra_create_kwargs": {"host_config": {"Runtime": "runc"}}}, {"Runtime": "runc"}),
+]
+
+
+@pytest.mark.parametrize(("settings", "expected"), CONFIG_TABLE)
+async def test_dockerspawner_configs_give_host_config(
+    settings: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    spec = await make_spawner("dave", **settings).build_spec()
+    host = json.loads(_core.build_create_body(json.dumps(spec)))["HostConfig"]
+    for field, value in expected.items():
+        assert host.get(field) == value, (field, host)
