@@ -2,7 +2,7 @@
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 PY := .venv/bin/python
 
-.PHONY: setup dev lint test test-fast wheel run bench
+.PHONY: setup dev lint test test-fast test-e2e wheel run bench
 
 setup:
 	bash scripts/setup.sh
@@ -23,10 +23,17 @@ test:
 # Without the set-up: for a developer whose machine is already set up.
 test-fast:
 	cargo test --lib --quiet
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --ignore=tests/e2e
+
+test-e2e:
+	bash scripts/setup-e2e.sh
+	$(PY) -m pytest tests/e2e -q
 
 wheel:
 	.venv/bin/maturin build --release -o dist
 
 run:
 	bash scripts/run-hub.sh
+
+bench:
+	bash bench/run.sh
