@@ -15,6 +15,16 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // One process-wide runtime. Completions of Rust futures hand their result to Python from
+    // tokio's blocking pool (each takes the GIL briefly); bounding that pool keeps a storm of
+    // completions from becoming a herd of threads competing with the event loop for the CPU
+    // and the GIL.
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .enable_all()
+        .max_blocking_threads(8)
+        .thread_name("rustdocker");
+    pyo3_async_runtimes::tokio::init(builder);
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<bindings::PyDockerClient>()?;
     m.add_class::<bindings::PyStartResult>()?;

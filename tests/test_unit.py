@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -335,3 +336,34 @@ async def test_dockerspawner_configs_give_host_config(
     host = json.loads(_core.build_create_body(json.dumps(spec)))["HostConfig"]
     for field, value in expected.items():
         assert host.get(field) == value, (field, host)
+
+
+@pytest.mark.parametrize(("budget", "distinct_iterations"), [(0.0, 5), (60.0, 1)])
+async def test_loop_share_spreads_simultaneous_starts(
+    budget: float, distinct_iterations: int
+) -> None:
+    """A storm of starts takes turns across loop iterations once the budget is spent."""
+    from rustdocker.spawner import _LoopShare
+
+    share = _LoopShare(budget)
+    loop = asyncio.get_running_loop()
+    iteration = 0
+    running = True
+
+    def count() -> None:
+        nonlocal iteration
+        iteration += 1
+        if running:
+            loop.call_soon(count)
+
+    loop.call_soon(count)
+    await asyncio.sleep(0)
+    passed_at: list[int] = []
+
+    async def start() -> None:
+        await share.turn()
+        passed_at.append(iteration)
+
+    await asyncio.gather(*(start() for _ in range(5)))
+    running = False
+    assert len(set(passed_at)) == distinct_iterations, passed_at
