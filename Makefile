@@ -13,8 +13,8 @@ dev:
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets --quiet -- -D warnings
-	$(PY) -m ruff check python tests
-	$(PY) -m ruff format --check python tests
+	$(PY) -m ruff check python tests bench examples
+	$(PY) -m ruff format --check python tests bench examples
 	$(PY) -m mypy
 
 test:
