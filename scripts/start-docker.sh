@@ -11,7 +11,9 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/nul
 fi
 if ! docker info >/dev/null 2>&1; then
     echo "==> starting dockerd (log: /var/log/rustdocker-dockerd.log)"
-    $SUDO sh -c 'nohup dockerd >/var/log/rustdocker-dockerd.log 2>&1 &'
+    # In a session of its own, as a service would be: a Ctrl-C in the terminal that started it
+    # (say, of scripts/run-hub.sh) must not reach the engine.
+    $SUDO setsid sh -c 'nohup dockerd >/var/log/rustdocker-dockerd.log 2>&1 </dev/null &'
 fi
 for _ in $(seq 60); do
     docker info >/dev/null 2>&1 && exit 0
