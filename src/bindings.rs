@@ -13,6 +13,7 @@ use pyo3_async_runtimes::tokio::future_into_py;
 
 use crate::docker::containers::AddressParams;
 use crate::docker::containers::{ContainerStatus, StartOutcome};
+use crate::docker::volumes::StageFiles;
 use crate::docker::{Engine, TlsFiles};
 use crate::errors::CoreError;
 use crate::spec::ContainerSpec;
@@ -240,6 +241,35 @@ impl PyDockerClient {
     fn image_cmd<'py>(&self, py: Python<'py>, image: String) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine.clone();
         future_into_py(py, async move { Ok(engine.image_cmd(&image).await?) })
+    }
+
+    /// Copies the tar archive `tar` into the named volume `volume` at `path`, through a helper
+    /// container of `image` that is created (never started) and removed again; the volume is
+    /// created with `labels` if missing. Awaitable of None.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (volume, path, image, may_pull, helper_name, labels, tar))]
+    fn stage_files<'py>(
+        &self,
+        py: Python<'py>,
+        volume: String,
+        path: String,
+        image: String,
+        may_pull: bool,
+        helper_name: String,
+        labels: BTreeMap<String, String>,
+        tar: Vec<u8>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        let job = StageFiles {
+            volume,
+            path,
+            image,
+            may_pull,
+            helper_name,
+            labels,
+            tar,
+        };
+        future_into_py(py, async move { Ok(engine.stage_files(job).await?) })
     }
 
     /// Runs `cmd` (a list, no shell) in container `name`; awaitable of

@@ -20,6 +20,7 @@ from rustdocker import _core
 from conftest import (
     LABEL_HUB,
     SESSION_HUB_ID,
+    TINY_IMAGE,
     docker,
     exists,
     inspect,
@@ -485,3 +486,35 @@ async def test_all_interfaces_is_normalised_to_a_reachable_address(unique: str) 
     assert ip == "127.0.0.1"
     assert http_get(ip, port).strip() == "ok"
     await s.stop()
+
+
+async def test_internal_ssl_certs_staged_in_a_labelled_volume(unique: str, tmp_path: Path) -> None:
+    """move_certs copies the hub's certificate files into the user's certs volume through a
+    helper container; the server mounts that volume read-only at /certs."""
+    paths = {}
+    for key, name in (("keyfile", "user.key"), ("certfile", "user.crt"), ("cafile", "ca.crt")):
+        (tmp_path / name).write_text(f"{key} of {unique}\n")
+        paths[key] = str(tmp_path / name)
+    s = make_spawner(unique, move_certs_image=TINY_IMAGE, remove=True)
+    s.internal_ssl = True
+    moved = await s.move_certs(paths)
+    assert moved == {
+        "keyfile": "/certs/user.key",
+        "certfile": "/certs/user.crt",
+        "cafile": "/certs/ca.crt",
+    }
+    volume = f"jupyterssl-{unique}"
+    assert inspect("volume", volume)["Labels"]["org.rustdocker.user"] == unique
+    # The helper container is gone again.
+    helpers = docker("ps", "-aq", "--filter", f"name={s.object_name}-certs-").stdout.split()
+    assert helpers == []
+    await s.start()
+    info = inspect("container", s.object_name)
+    assert f"{volume}:/certs:ro" in info["HostConfig"]["Binds"]
+    listing = container_exec(s.object_name, "ls -l /certs; cat /certs/user.crt")
+    assert "-rw-r--r--" in listing
+    assert f"certfile of {unique}" in listing
+    r = docker("exec", s.object_name, "sh", "-c", "echo x > /certs/new", check=False)
+    assert r.returncode != 0  # read-only
+    await s.stop()
+    assert exists("volume", volume)

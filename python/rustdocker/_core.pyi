@@ -101,6 +101,19 @@ class DockerClient:
     ) -> Awaitable[tuple[str, int] | None]:
         """Where a running container's server is reached now; None when it is missing or not
         running."""
+    def stage_files(
+        self,
+        volume: str,
+        path: str,
+        image: str,
+        may_pull: bool,
+        helper_name: str,
+        labels: dict[str, str],
+        tar: bytes,
+    ) -> Awaitable[None]:
+        """Copy the tar archive into the named volume at `path` through a helper container of
+        `image`, created (never started) and removed again; the volume is created with `labels`
+        if missing."""
     def image_cmd(self, image: str) -> Awaitable[list[str] | None]:
         """The image's own CMD. `NotFoundError` when the image is missing."""
     def exec_run(self, name: str, cmd: list[str]) -> Awaitable[tuple[int | None, str, str]]:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import io
 import json
 import math
 import os
+import secrets
 import shlex
 import socket
+import tarfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
@@ -166,6 +169,24 @@ class _LoopShare:
 
 
 _loop_share = _LoopShare()
+
+
+def _tar_for_certs(paths: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """A tar of the certificate files (by basename, mode 0644) and where each lands in /certs."""
+    archive = io.BytesIO()
+    moved = {}
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for key, path in paths.items():
+            name = os.path.basename(path)
+            with open(path, "rb") as f:
+                data = f.read()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = int(os.stat(path).st_mtime)
+            tar.addfile(info, io.BytesIO(data))
+            moved[key] = f"/certs/{name}"
+    return archive.getvalue(), moved
 
 
 def _tls_files(value: Any, setting: str) -> tuple[str, str, str]:
@@ -679,6 +700,27 @@ class DockerSpawner(Spawner):
         """,
     ).tag(config=True)
 
+    certs_volume_name = Unicode(
+        "{prefix}ssl-{username}",
+        help="""Named volume holding a user's internal-SSL certificates
+        (`c.JupyterHub.internal_ssl = True`), mounted read-only at `/certs`. One per user,
+        shared by their named servers, created and labelled by rustdocker and never deleted.
+        Templated like `volumes`.
+
+        Example: `c.DockerSpawner.certs_volume_name = "{prefix}-certs-{username}"`
+        """,
+    ).tag(config=True)
+
+    move_certs_image = Unicode(
+        "busybox:1.30.1",
+        help="""Image of the short-lived helper container that copies the internal-SSL
+        certificates into `certs_volume_name`. It is created but never started, so any small
+        image works; it is pulled according to `pull_policy`.
+
+        Example: `c.DockerSpawner.move_certs_image = "registry.example.org/busybox:1.36"`
+        """,
+    ).tag(config=True)
+
     post_start_cmd = UnicodeOrFalse(
         False,
         help="""A command run in the container (`docker exec`, as its default user, no shell)
@@ -1108,7 +1150,31 @@ class DockerSpawner(Spawner):
     def volume_binds(self) -> dict[str, dict[str, str]]:
         """`{source: {"bind": target, "mode": mode[, "propagation": p]}}` after templating."""
         binds = self._volumes_to_binds(self.volumes, {}, "rw", "volumes")
+        if self.internal_ssl:
+            # The certificates move_certs staged, read-only where the environment points.
+            certs = self._format_volume(self.certs_volume_name, "certs_volume_name")
+            binds[certs] = {"bind": "/certs", "mode": "ro"}
         return self._volumes_to_binds(self.read_only_volumes, binds, "ro", "read_only_volumes")
+
+    async def move_certs(self, paths: dict[str, str]) -> dict[str, str]:
+        """Stages the internal-SSL certificates JupyterHub made on its own host into the
+        user's certs volume (through a helper container, so the engine may be remote), and
+        returns where the server finds them: `/certs/<file>`."""
+        volume = self._format_volume(self.certs_volume_name, "certs_volume_name")
+        # A few kilobytes of the hub's own files: read in place rather than in a thread.
+        archive, moved = _tar_for_certs(paths)
+        client = await self.docker_client()
+        await client.stage_files(
+            volume,
+            "/certs",
+            self.move_certs_image,
+            self.pull_policy.lower() in ("ifnotpresent", "always"),
+            f"{self.object_name}-certs-{secrets.token_hex(4)}",
+            self._labels(),
+            archive,
+        )
+        self.log.info("Staged %d certificate files in volume %s", len(moved), volume)
+        return moved
 
     @property
     def volume_mount_points(self) -> list[str]:

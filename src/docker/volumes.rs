@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::VolumeCreateRequest;
+use bollard::body_full;
+use bollard::models::{ContainerCreateBody, HostConfig, VolumeCreateRequest};
+use bollard::query_parameters::{CreateContainerOptions, UploadToContainerOptions};
 
 use super::Engine;
 use crate::errors::CoreResult;
@@ -34,5 +36,87 @@ impl Engine {
         });
         futures_util::future::try_join_all(creates).await?;
         Ok(())
+    }
+}
+
+/// What `stage_files` copies, and where.
+#[derive(Debug, Clone)]
+pub struct StageFiles {
+    /// Named volume the files land in (created, labelled, if missing).
+    pub volume: String,
+    /// Directory the volume is mounted at in the helper, and the archive's destination.
+    pub path: String,
+    /// Image of the short-lived helper container (it is created, never started).
+    pub image: String,
+    /// Whether a missing helper image may be pulled.
+    pub may_pull: bool,
+    /// Name of the helper container.
+    pub helper_name: String,
+    /// Labels of the volume and the helper.
+    pub labels: BTreeMap<String, String>,
+    /// A tar archive of the files.
+    pub tar: Vec<u8>,
+}
+
+impl Engine {
+    /// Copies a tar archive into a named volume through a helper container that is created
+    /// (not started) with the volume mounted, and removed again whatever happens. Used for the
+    /// internal-SSL certificates, which the hub writes on its own host.
+    pub async fn stage_files(&self, job: StageFiles) -> CoreResult<()> {
+        self.ensure_volumes(std::slice::from_ref(&job.volume), &job.labels)
+            .await?;
+        let labels: HashMap<String, String> = job
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let body = ContainerCreateBody {
+            image: Some(job.image.clone()),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                binds: Some(vec![format!("{}:{}:rw", job.volume, job.path)]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(job.helper_name.clone()),
+            ..Default::default()
+        };
+        let action = format!("create helper container '{}'", job.helper_name);
+        let created = match self
+            .docker()
+            .create_container(Some(options.clone()), body.clone())
+            .await
+        {
+            Ok(created) => created,
+            Err(e) => {
+                let err = self.err(action.clone(), e);
+                if !(job.may_pull && err.is_not_found()) {
+                    return Err(err);
+                }
+                self.pull_image(&job.image).await?;
+                self.docker()
+                    .create_container(Some(options), body)
+                    .await
+                    .map_err(|e| self.err(action, e))?
+            }
+        };
+        let upload = self
+            .docker()
+            .upload_to_container(
+                &created.id,
+                Some(UploadToContainerOptions {
+                    path: job.path.clone(),
+                    ..Default::default()
+                }),
+                body_full(job.tar.into()),
+            )
+            .await
+            .map_err(|e| self.err(format!("copy files into volume '{}'", job.volume), e));
+        // The helper goes whatever happened; its volume stays.
+        let removed = self.remove_container(&created.id, true).await;
+        upload?;
+        removed
     }
 }
