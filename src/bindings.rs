@@ -17,6 +17,7 @@ use crate::docker::volumes::StageFiles;
 use crate::docker::{Engine, TlsFiles};
 use crate::errors::CoreError;
 use crate::spec::ContainerSpec;
+use crate::swarm::SwarmExtras;
 use crate::{memory, template};
 
 /// A connected Docker engine, shared by every spawner of the hub process.
@@ -241,6 +242,42 @@ impl PyDockerClient {
     fn image_cmd<'py>(&self, py: Python<'py>, image: String) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine.clone();
         future_into_py(py, async move { Ok(engine.image_cmd(&image).await?) })
+    }
+
+    /// Starts a swarm service from a JSON container spec and JSON swarm extras; awaitable of
+    /// `(service_id, ip, port)`.
+    fn start_service<'py>(
+        &self,
+        py: Python<'py>,
+        spec_json: &str,
+        swarm_json: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let spec = ContainerSpec::from_json(spec_json)?;
+        let swarm: SwarmExtras = serde_json::from_str(swarm_json)
+            .map_err(|e| CoreError::InvalidSpec(format!("invalid swarm settings: {e}")))?;
+        let engine = self.engine.clone();
+        future_into_py(py, async move {
+            let out = engine.start_service(spec, swarm).await?;
+            Ok((out.id, out.ip, out.port))
+        })
+    }
+
+    /// A swarm service's newest task; awaitable of `(running, state, exit_code)` or None when
+    /// the service does not exist.
+    fn service_status<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future_into_py(py, async move {
+            Ok(engine
+                .service_status(&name)
+                .await?
+                .map(|s| (s.running, s.state, s.exit_code)))
+        })
+    }
+
+    /// Removes a swarm service (a missing one is fine); awaitable of None.
+    fn remove_service<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        future_into_py(py, async move { Ok(engine.remove_service(&name).await?) })
     }
 
     /// Copies the tar archive `tar` into the named volume `volume` at `path`, through a helper

@@ -7,6 +7,7 @@ pub mod dockerpy;
 pub mod errors;
 pub mod memory;
 pub mod spec;
+pub mod swarm;
 pub mod template;
 
 use pyo3::prelude::*;

@@ -368,7 +368,7 @@ fn get_str<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
 
 /// Converts one `mounts` entry. docker-py's `Mount(**d)` keywords are accepted, as DockerSpawner
 /// configs use them; Engine-API `PascalCase` fields pass through unchanged.
-fn mount_to_engine(mount: &Map<String, Value>) -> CoreResult<Value> {
+pub(crate) fn mount_to_engine(mount: &Map<String, Value>) -> CoreResult<Value> {
     let mut out = Map::new();
     let mut bind_options = Map::new();
     let mut volume_options = Map::new();
@@ -485,7 +485,7 @@ pub fn deep_merge(dest: &mut Map<String, Value>, src: &Map<String, Value>) {
 
 /// The first object key present in `sent` but lost by the typed round trip (`kept`), as a dotted
 /// path. Free-form maps (labels, env-like maps) keep all their keys, so only real unknowns show.
-fn first_unknown_field(sent: &Value, kept: &Value, path: &str) -> Option<String> {
+pub(crate) fn first_unknown_field(sent: &Value, kept: &Value, path: &str) -> Option<String> {
     match (sent, kept) {
         (Value::Object(s), Value::Object(k)) => {
             for (key, value) in s {

@@ -14,6 +14,7 @@ from ._core import (
 )
 from ._core import __version__ as _core_version
 from .spawner import DockerSpawner
+from .swarm import SwarmSpawner
 from .systemuser import SystemUserSpawner
 
 #: The documented short name: `c.JupyterHub.spawner_class = "rustdocker.Spawner"`.
@@ -29,6 +30,7 @@ __all__ = [
     "NotFoundError",
     "RustDockerError",
     "Spawner",
+    "SwarmSpawner",
     "SystemUserSpawner",
     "__version__",
 ]

@@ -101,6 +101,13 @@ class DockerClient:
     ) -> Awaitable[tuple[str, int] | None]:
         """Where a running container's server is reached now; None when it is missing or not
         running."""
+    def start_service(self, spec_json: str, swarm_json: str) -> Awaitable[tuple[str, str, int]]:
+        """Replace any service of the name, create it, wait until its task runs; `(id, ip,
+        port)`. A rejected or failed task fails with the swarm's reason. Safe to cancel."""
+    def service_status(self, name: str) -> Awaitable[tuple[bool, str, int] | None]:
+        """`(running or starting, task state, exit code)` of the newest task, or None."""
+    def remove_service(self, name: str) -> Awaitable[None]:
+        """Remove a swarm service; a missing one is fine."""
     def stage_files(
         self,
         volume: str,

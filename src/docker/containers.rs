@@ -14,7 +14,6 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use super::{locks, Engine};
 use crate::errors::{CoreError, CoreResult};
@@ -129,24 +128,13 @@ impl Engine {
 
     /// Starts the user's server container and returns where to reach it. Safe to drop.
     pub async fn start_server(&self, spec: ContainerSpec) -> CoreResult<StartOutcome> {
-        let (tx, rx) = oneshot::channel::<CoreResult<StartOutcome>>();
-        let engine = self.clone();
-        let name = spec.name.clone();
-        tokio::spawn(async move {
-            let _guard = locks::acquire(&spec.name).await;
-            let result = engine.start_steps(&spec, || tx.is_closed()).await;
-            // The caller was dropped (cancelled): undo what was done, still holding the lock.
-            if let Err(Ok(outcome)) = tx.send(result) {
-                engine.undo_start(&outcome).await;
-            }
-        });
-        rx.await.unwrap_or_else(|_| {
-            Err(CoreError::Request {
-                action: format!("start container '{name}'"),
-                message: "the start task ended without a result (the runtime is shutting down)"
-                    .to_owned(),
-            })
-        })
+        let (engine, undoer) = (self.clone(), self.clone());
+        locks::run_undoable(
+            spec.name.clone(),
+            move |caller_gone| async move { engine.start_steps(&spec, || caller_gone()).await },
+            move |outcome| async move { undoer.undo_start(&outcome).await },
+        )
+        .await
     }
 
     async fn start_steps(

@@ -5,6 +5,7 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod locks;
+pub mod services;
 pub mod volumes;
 
 use std::sync::Arc;

@@ -1,0 +1,240 @@
+//! Swarm services, for SwarmSpawner: one service (one task) per server.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{TaskState, TaskStatus};
+use bollard::query_parameters::ListTasksOptions;
+
+use super::{locks, Engine};
+use crate::errors::{CoreError, CoreResult};
+use crate::spec::ContainerSpec;
+use crate::swarm::{service_spec, SwarmExtras};
+
+/// Where a started service's server listens.
+#[derive(Debug, Clone)]
+pub struct ServiceOutcome {
+    /// Service id.
+    pub id: String,
+    /// Address the hub connects to.
+    pub ip: String,
+    /// Port the hub connects to.
+    pub port: u16,
+}
+
+/// A service's state for `poll`.
+#[derive(Debug, Clone)]
+pub struct ServiceStatus {
+    /// Whether its task is running or on its way there.
+    pub running: bool,
+    /// The task's state word.
+    pub state: String,
+    /// The container's exit code, when it has one.
+    pub exit_code: i64,
+}
+
+fn is_starting(state: TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::NEW
+            | TaskState::ALLOCATED
+            | TaskState::PENDING
+            | TaskState::ASSIGNED
+            | TaskState::ACCEPTED
+            | TaskState::PREPARING
+            | TaskState::READY
+            | TaskState::STARTING
+    )
+}
+
+impl Engine {
+    async fn service_tasks(&self, name: &str) -> CoreResult<Vec<TaskStatus>> {
+        let options = ListTasksOptions {
+            filters: Some(HashMap::from([(
+                "service".to_owned(),
+                vec![name.to_owned()],
+            )])),
+        };
+        let mut tasks = self
+            .docker()
+            .list_tasks(Some(options))
+            .await
+            .map_err(|e| self.err(format!("list the tasks of service '{name}'"), e))?;
+        // Newest first: a restarted service has older, finished tasks too.
+        tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(tasks.into_iter().filter_map(|t| t.status).collect())
+    }
+
+    /// Removes a service; a missing one is fine.
+    pub async fn remove_service(&self, name: &str) -> CoreResult<()> {
+        match self.docker().delete_service(name).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = self.err(format!("remove service '{name}'"), e);
+                if err.is_not_found() {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// The state of a service's newest task; `None` when the service does not exist.
+    pub async fn service_status(&self, name: &str) -> CoreResult<Option<ServiceStatus>> {
+        if let Err(e) = self.docker().inspect_service(name, None).await {
+            let err = self.err(format!("inspect service '{name}'"), e);
+            return if err.is_not_found() {
+                Ok(None)
+            } else {
+                Err(err)
+            };
+        }
+        let tasks = self.service_tasks(name).await?;
+        let Some(task) = tasks.first() else {
+            // Created, no task scheduled yet: on its way.
+            return Ok(Some(ServiceStatus {
+                running: true,
+                state: "new".to_owned(),
+                exit_code: 0,
+            }));
+        };
+        let state = task.state.unwrap_or(TaskState::NEW);
+        Ok(Some(ServiceStatus {
+            running: state == TaskState::RUNNING || is_starting(state),
+            state: state.to_string(),
+            exit_code: task
+                .container_status
+                .as_ref()
+                .and_then(|c| c.exit_code)
+                .unwrap_or(0),
+        }))
+    }
+
+    /// Replaces any service of the same name, creates this one, and waits until its task runs.
+    /// A task the swarm rejects or that fails ends the wait with the swarm's reason (DockerSpawner
+    /// keeps waiting on a rejected task until `start_timeout`). Safe to drop: the service is
+    /// removed again.
+    pub async fn start_service(
+        &self,
+        spec: ContainerSpec,
+        swarm: SwarmExtras,
+    ) -> CoreResult<ServiceOutcome> {
+        let (engine, undoer) = (self.clone(), self.clone());
+        let name = spec.name.clone();
+        locks::run_undoable(
+            spec.name.clone(),
+            move |caller_gone| async move {
+                let result = engine
+                    .start_service_steps(&spec, &swarm, &*caller_gone)
+                    .await;
+                if result.is_err() {
+                    // Leave nothing half-done.
+                    let _ = engine.remove_service(&spec.name).await;
+                }
+                result
+            },
+            move |_| async move {
+                let _ = undoer.remove_service(&name).await;
+            },
+        )
+        .await
+    }
+
+    async fn start_service_steps(
+        &self,
+        spec: &ContainerSpec,
+        swarm: &SwarmExtras,
+        caller_gone: &(dyn Fn() -> bool + Send + Sync),
+    ) -> CoreResult<ServiceOutcome> {
+        let command = match (&spec.cmd, spec.args.is_empty()) {
+            (Some(cmd), _) => Some(cmd.iter().chain(spec.args.iter()).cloned().collect()),
+            (None, true) => None,
+            (None, false) => self
+                .image_cmd(&spec.image)
+                .await?
+                .map(|c| c.into_iter().chain(spec.args.iter().cloned()).collect()),
+        };
+        let service = service_spec(spec, swarm, command)?;
+        self.remove_service(&spec.name).await?;
+        self.ensure_volumes(&spec.named_volumes(), &spec.volume_labels)
+            .await?;
+        let action = format!("create service '{}'", spec.name);
+        // A service of that name may still be going away: retry a conflict briefly.
+        let mut created = None;
+        for attempt in 0..20 {
+            match self.docker().create_service(service.clone(), None).await {
+                Ok(response) => {
+                    created = Some(response);
+                    break;
+                }
+                Err(e) => {
+                    let err = self.err(action.clone(), e);
+                    if err.status() != Some(409) || attempt == 19 {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+        let id = created.and_then(|c| c.id).unwrap_or_default();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            if caller_gone() {
+                return Err(CoreError::Request {
+                    action,
+                    message: "cancelled".to_owned(),
+                });
+            }
+            let tasks = self.service_tasks(&spec.name).await?;
+            if let Some(task) = tasks.first() {
+                let state = task.state.unwrap_or(TaskState::NEW);
+                if state == TaskState::RUNNING {
+                    break;
+                }
+                if !is_starting(state) {
+                    let reason = task
+                        .err
+                        .clone()
+                        .or_else(|| task.message.clone())
+                        .unwrap_or_default();
+                    return Err(CoreError::Request {
+                        action: format!("start service '{}'", spec.name),
+                        message: format!("its task is {state}: {reason}"),
+                    });
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 3 / 2).min(Duration::from_secs(2));
+        }
+        let (ip, port) = if spec.use_internal_ip {
+            // Swarm's DNS resolves the service name on its networks.
+            (spec.name.clone(), spec.port)
+        } else {
+            let inspect = self
+                .docker()
+                .inspect_service(&spec.name, None)
+                .await
+                .map_err(|e| self.err(format!("inspect service '{}'", spec.name), e))?;
+            let published = inspect
+                .endpoint
+                .and_then(|e| e.ports)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|p| p.target_port == Some(i64::from(spec.port)))
+                .and_then(|p| p.published_port)
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| CoreError::Request {
+                    action: format!("find the published port of service '{}'", spec.name),
+                    message: format!("port {} is not published", spec.port),
+                })?;
+            let ip = if spec.host_ip.is_empty() || spec.host_ip == "0.0.0.0" {
+                self.connect_hostname()
+            } else {
+                spec.host_ip.clone()
+            };
+            (ip, published)
+        };
+        Ok(ServiceOutcome { id, ip, port })
+    }
+}

@@ -1,0 +1,327 @@
+//! SwarmSpawner's service spec: the container spec plus the swarm extras, as the Engine API's
+//! `ServiceSpec`. Pure logic, table-tested.
+//!
+//! Fixes DockerSpawner's Swarm bugs: named volumes are mounted as `type: volume` (DockerSpawner
+//! makes every mount a bind, so named volumes fail, jupyterhub/dockerspawner#536), `mounts` is
+//! honoured instead of silently ignored, and modes and propagation are kept.
+
+use bollard::models::ServiceSpec;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::errors::{CoreError, CoreResult};
+use crate::spec::{first_unknown_field, is_named_volume, mount_to_engine, ContainerSpec};
+
+/// The settings only SwarmSpawner has (docker-py keyword names or Engine fields).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmExtras {
+    /// `cpu_guarantee` in cores, a reservation.
+    #[serde(default)]
+    pub cpu_guarantee: Option<f64>,
+    /// `extra_container_spec`, shallow-merged into `TaskTemplate.ContainerSpec`.
+    #[serde(default)]
+    pub extra_container_spec: Map<String, Value>,
+    /// `extra_resources_spec`, merged into `TaskTemplate.Resources`.
+    #[serde(default)]
+    pub extra_resources_spec: Map<String, Value>,
+    /// `extra_placement_spec`, merged into `TaskTemplate.Placement`.
+    #[serde(default)]
+    pub extra_placement_spec: Map<String, Value>,
+    /// `extra_task_spec`, merged into `TaskTemplate`.
+    #[serde(default)]
+    pub extra_task_spec: Map<String, Value>,
+    /// `extra_endpoint_spec`, merged into `EndpointSpec`.
+    #[serde(default)]
+    pub extra_endpoint_spec: Map<String, Value>,
+    /// `volume_driver` for the named volumes.
+    #[serde(default)]
+    pub volume_driver: String,
+    /// `volume_driver_options`.
+    #[serde(default)]
+    pub volume_driver_options: Map<String, Value>,
+}
+
+/// docker-py keyword names whose Engine name is not their plain PascalCase.
+const SPECIAL_NAMES: &[(&str, &str)] = &[
+    ("workdir", "Dir"),
+    ("tty", "TTY"),
+    ("healthcheck", "HealthCheck"),
+    ("dns_config", "DNSConfig"),
+    ("cap_add", "CapabilityAdd"),
+    ("cap_drop", "CapabilityDrop"),
+    ("maxreplicas", "MaxReplicas"),
+    ("env", "Env"),
+];
+
+fn pascal(key: &str) -> String {
+    if key.chars().next().is_some_and(char::is_uppercase) {
+        return key.to_owned();
+    }
+    if let Some((_, name)) = SPECIAL_NAMES.iter().find(|(k, _)| *k == key) {
+        return (*name).to_owned();
+    }
+    key.split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |c| {
+                c.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect()
+}
+
+/// Shallow-merges docker-py keywords (or Engine fields) into an Engine object, renaming keys;
+/// dict values (e.g. a `restart_policy`) have their keys renamed too.
+fn merge_renamed(dest: &mut Map<String, Value>, extra: &Map<String, Value>) {
+    for (key, value) in extra {
+        let value = match value {
+            Value::Object(inner) => {
+                Value::Object(inner.iter().map(|(k, v)| (pascal(k), v.clone())).collect())
+            }
+            other => other.clone(),
+        };
+        dest.insert(pascal(key), value);
+    }
+}
+
+fn nano_cpus(cores: f64) -> i64 {
+    // Whole nano-CPUs, truncated like DockerSpawner's int(cpu_limit * 1e9).
+    #[allow(clippy::cast_possible_truncation)]
+    let n = (cores * 1e9) as i64;
+    n
+}
+
+/// The Engine `ServiceSpec` for a server, as JSON. `command` is the resolved `Args` (the image's
+/// ENTRYPOINT is kept, as DockerSpawner's SwarmSpawner does).
+pub fn service_spec_json(
+    spec: &ContainerSpec,
+    swarm: &SwarmExtras,
+    command: Option<Vec<String>>,
+) -> CoreResult<Value> {
+    let mut mounts = Vec::new();
+    for bind in &spec.binds {
+        let named = is_named_volume(&bind.source);
+        let mut mount = json!({
+            "Type": if named { "volume" } else { "bind" },
+            "Source": bind.source,
+            "Target": bind.target,
+            "ReadOnly": bind.mode.split(',').any(|m| m == "ro"),
+        });
+        if let Some(p) = bind.propagation.as_ref().filter(|p| !p.is_empty()) {
+            if !named {
+                mount["BindOptions"] = json!({ "Propagation": p });
+            }
+        }
+        if named && !swarm.volume_driver.is_empty() {
+            mount["VolumeOptions"] = json!({"DriverConfig": {
+                "Name": swarm.volume_driver,
+                "Options": swarm.volume_driver_options,
+            }});
+        }
+        mounts.push(mount);
+    }
+    for mount in &spec.mounts {
+        mounts.push(mount_to_engine(mount)?);
+    }
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut container = Map::new();
+    container.insert("Image".into(), json!(spec.image));
+    container.insert("Env".into(), json!(env));
+    container.insert("Labels".into(), json!(spec.labels));
+    if !mounts.is_empty() {
+        container.insert("Mounts".into(), Value::Array(mounts));
+    }
+    if let Some(command) = command {
+        container.insert("Args".into(), json!(command));
+    }
+    merge_renamed(&mut container, &swarm.extra_container_spec);
+
+    let mut limits = Map::new();
+    let mut reservations = Map::new();
+    if let Some(mem) = spec.mem_limit.filter(|m| *m > 0) {
+        limits.insert("MemoryBytes".into(), json!(mem));
+    }
+    if let Some(cpu) = spec.cpu_limit.filter(|c| *c > 0.0) {
+        limits.insert("NanoCPUs".into(), json!(nano_cpus(cpu)));
+    }
+    if let Some(mem) = spec.mem_guarantee.filter(|m| *m > 0) {
+        reservations.insert("MemoryBytes".into(), json!(mem));
+    }
+    if let Some(cpu) = swarm.cpu_guarantee.filter(|c| c.is_finite() && *c > 0.0) {
+        reservations.insert("NanoCPUs".into(), json!(nano_cpus(cpu)));
+    }
+    let mut resources = Map::new();
+    if !limits.is_empty() {
+        resources.insert("Limits".into(), Value::Object(limits));
+    }
+    if !reservations.is_empty() {
+        resources.insert("Reservations".into(), Value::Object(reservations));
+    }
+    for (key, value) in &swarm.extra_resources_spec {
+        // docker-py's Resources keywords, then raw Engine fields.
+        let (group, field) = match key.as_str() {
+            "cpu_limit" => ("Limits", "NanoCPUs"),
+            "mem_limit" => ("Limits", "MemoryBytes"),
+            "cpu_reservation" => ("Reservations", "NanoCPUs"),
+            "mem_reservation" => ("Reservations", "MemoryBytes"),
+            "generic_resources" => ("Reservations", "GenericResources"),
+            _ => {
+                resources.insert(pascal(key), value.clone());
+                continue;
+            }
+        };
+        let entry = resources
+            .entry(group.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(map) = entry {
+            map.insert(field.to_owned(), value.clone());
+        }
+    }
+
+    let mut placement = Map::new();
+    merge_renamed(&mut placement, &swarm.extra_placement_spec);
+
+    let mut task = Map::new();
+    task.insert("ContainerSpec".into(), Value::Object(container));
+    if !resources.is_empty() {
+        task.insert("Resources".into(), Value::Object(resources));
+    }
+    if !placement.is_empty() {
+        task.insert("Placement".into(), Value::Object(placement));
+    }
+    if !spec.network_name.is_empty() {
+        task.insert("Networks".into(), json!([{ "Target": spec.network_name }]));
+    }
+    merge_renamed(&mut task, &swarm.extra_task_spec);
+
+    let mut service = Map::new();
+    service.insert("Name".into(), json!(spec.name));
+    service.insert("Labels".into(), json!(spec.labels));
+    service.insert("TaskTemplate".into(), Value::Object(task));
+    let mut endpoint = Map::new();
+    if !spec.use_internal_ip {
+        endpoint.insert(
+            "Ports".into(),
+            json!([{ "Protocol": "tcp", "TargetPort": spec.port }]),
+        );
+    }
+    merge_renamed(&mut endpoint, &swarm.extra_endpoint_spec);
+    if !endpoint.is_empty() {
+        service.insert("EndpointSpec".into(), Value::Object(endpoint));
+    }
+    Ok(Value::Object(service))
+}
+
+/// The typed `ServiceSpec`, with a field the Engine API does not know reported by name.
+pub fn service_spec(
+    spec: &ContainerSpec,
+    swarm: &SwarmExtras,
+    command: Option<Vec<String>>,
+) -> CoreResult<ServiceSpec> {
+    let json = service_spec_json(spec, swarm, command)?;
+    let typed: ServiceSpec = serde_json::from_value(json.clone())
+        .map_err(|e| CoreError::InvalidSpec(format!("invalid swarm service settings: {e}")))?;
+    let back = serde_json::to_value(&typed)
+        .map_err(|e| CoreError::InvalidSpec(format!("invalid swarm service settings: {e}")))?;
+    if let Some(field) = first_unknown_field(&json, &back, "") {
+        return Err(CoreError::InvalidSpec(format!(
+            "unknown Docker Engine field '{field}' in the swarm settings (extra_container_spec, extra_task_spec, extra_resources_spec, extra_placement_spec, extra_endpoint_spec)"
+        )));
+    }
+    Ok(typed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(extra: Value) -> ContainerSpec {
+        let mut base = json!({"name": "jupyter-alice", "image": "img:1", "port": 8888,
+                              "host_ip": "127.0.0.1", "labels": {"l": "v"}});
+        crate::spec::deep_merge(base.as_object_mut().unwrap(), extra.as_object().unwrap());
+        ContainerSpec::from_json(&base.to_string()).unwrap()
+    }
+
+    #[test]
+    fn named_volumes_are_volume_mounts_and_binds_are_binds() {
+        let spec = container(json!({"binds": [
+            {"source": "jupyterhub-user-alice", "target": "/home/jovyan/work"},
+            {"source": "/srv/data", "target": "/data", "mode": "ro", "propagation": "rslave"},
+        ]}));
+        let swarm = SwarmExtras {
+            volume_driver: "local".into(),
+            ..Default::default()
+        };
+        let json = service_spec_json(&spec, &swarm, None).unwrap();
+        let mounts = &json["TaskTemplate"]["ContainerSpec"]["Mounts"];
+        assert_eq!(mounts[0]["Type"], "volume");
+        assert_eq!(mounts[0]["ReadOnly"], false);
+        assert_eq!(mounts[0]["VolumeOptions"]["DriverConfig"]["Name"], "local");
+        assert_eq!(mounts[1]["Type"], "bind");
+        assert_eq!(mounts[1]["ReadOnly"], true);
+        assert_eq!(mounts[1]["BindOptions"]["Propagation"], "rslave");
+        service_spec(&spec, &swarm, None).unwrap();
+    }
+
+    #[test]
+    fn resources_ports_networks_and_extras() {
+        let spec = container(
+            json!({"mem_limit": 1_073_741_824, "mem_guarantee": 536_870_912,
+                                    "cpu_limit": 0.5, "network_name": "jhub",
+                                    "use_internal_ip": false}),
+        );
+        let swarm = SwarmExtras {
+            cpu_guarantee: Some(0.25),
+            extra_container_spec: json!({"user": "1000", "workdir": "/w"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            extra_task_spec: json!({"restart_policy": {"condition": "none"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            extra_placement_spec: json!({"constraints": ["node.role==manager"]})
+                .as_object()
+                .unwrap()
+                .clone(),
+            extra_resources_spec: json!({"mem_reservation": 1}).as_object().unwrap().clone(),
+            ..Default::default()
+        };
+        let json = service_spec_json(&spec, &swarm, Some(vec!["a".into()])).unwrap();
+        let task = &json["TaskTemplate"];
+        assert_eq!(
+            task["Resources"]["Limits"],
+            json!({"MemoryBytes": 1_073_741_824, "NanoCPUs": 500_000_000})
+        );
+        assert_eq!(
+            task["Resources"]["Reservations"],
+            json!({"MemoryBytes": 1, "NanoCPUs": 250_000_000})
+        );
+        assert_eq!(task["Networks"], json!([{"Target": "jhub"}]));
+        assert_eq!(task["RestartPolicy"], json!({"Condition": "none"}));
+        assert_eq!(
+            task["Placement"]["Constraints"],
+            json!(["node.role==manager"])
+        );
+        assert_eq!(task["ContainerSpec"]["User"], "1000");
+        assert_eq!(task["ContainerSpec"]["Dir"], "/w");
+        assert_eq!(task["ContainerSpec"]["Args"], json!(["a"]));
+        assert_eq!(
+            json["EndpointSpec"]["Ports"],
+            json!([{"Protocol": "tcp", "TargetPort": 8888}])
+        );
+        service_spec(&spec, &swarm, None).unwrap();
+    }
+
+    #[test]
+    fn unknown_swarm_field_is_named() {
+        let spec = container(json!({}));
+        let swarm = SwarmExtras {
+            extra_container_spec: json!({"usr": "x"}).as_object().unwrap().clone(),
+            ..Default::default()
+        };
+        let err = service_spec(&spec, &swarm, None).unwrap_err().to_string();
+        assert!(err.contains("Usr"), "{err}");
+    }
+}
