@@ -518,3 +518,16 @@ async def test_internal_ssl_certs_staged_in_a_labelled_volume(unique: str, tmp_p
     assert r.returncode != 0  # read-only
     await s.stop()
     assert exists("volume", volume)
+
+
+async def test_get_ip_and_port_override_decides_the_address(unique: str) -> None:
+    class Custom(rustdocker.DockerSpawner):
+        async def get_ip_and_port(self) -> tuple[str, int]:
+            ip, port = await super().get_ip_and_port()
+            return ("custom-" + ip, port)
+
+    s = make_spawner(unique, cls=Custom, remove=True)
+    ip, port = await s.start()
+    binding = inspect("container", s.object_name)["NetworkSettings"]["Ports"]["8888/tcp"][0]
+    assert (ip, port) == ("custom-127.0.0.1", int(binding["HostPort"]))
+    await s.stop()

@@ -1545,11 +1545,32 @@ class DockerSpawner(Spawner):
                 self.api_token = result.api_token
         if self.post_start_cmd:
             await self.post_start_exec()
+        if type(self).get_ip_and_port is not DockerSpawner.get_ip_and_port:
+            # A subclass that chooses the address itself (DockerSpawner's documented hook).
+            return await self.get_ip_and_port()
         if self.use_internal_hostname:
             # Docker's DNS resolves the container name on a user-defined network, and the
             # internal-SSL certificate names it (ssl_alt_names).
             return (self.internal_hostname, int(self.port))
         return (result.ip, result.port)
+
+    async def get_ip_and_port(self) -> tuple[str, int]:
+        """Where the running server is reached: `(ip, port)`, read from the engine.
+
+        DockerSpawner's hook: a subclass that overrides it decides the address `start()`
+        returns.
+        """
+        client = await self.docker_client()
+        address = await client.container_address(
+            self.object_id or self.object_name,
+            int(self.port),
+            self.network_name,
+            self.use_internal_ip,
+            self.host_ip,
+        )
+        if address is None:
+            raise RuntimeError(f"container {self.object_name!r} is not running")
+        return address
 
     async def get_command(self) -> list[str]:
         """The container's command: `cmd`, or the image's own CMD, followed by `args`."""
