@@ -1560,17 +1560,21 @@ class DockerSpawner(Spawner):
         DockerSpawner's hook: a subclass that overrides it decides the address `start()`
         returns.
         """
+        address = await self._engine_address()
+        if address is None:
+            raise RuntimeError(f"container {self.object_name!r} is not running")
+        return address
+
+    async def _engine_address(self) -> tuple[str, int] | None:
+        """The running container's `(ip, port)` as the engine shows it now, or None."""
         client = await self.docker_client()
-        address = await client.container_address(
+        return await client.container_address(
             self.object_id or self.object_name,
             int(self.port),
             self.network_name,
             self.use_internal_ip,
             self.host_ip,
         )
-        if address is None:
-            raise RuntimeError(f"container {self.object_name!r} is not running")
-        return address
 
     async def get_command(self) -> list[str]:
         """The container's command: `cmd`, or the image's own CMD, followed by `args`."""
@@ -1602,14 +1606,7 @@ class DockerSpawner(Spawner):
         new IP (a restarted engine) or port, and the stored URL would point nowhere."""
         if self.server is None:
             return str(await super().get_url())
-        client = await self.docker_client()
-        address = await client.container_address(
-            self.object_id or self.object_name,
-            int(self.port),
-            self.network_name,
-            self.use_internal_ip,
-            self.host_ip,
-        )
+        address = await self._engine_address()
         if address is None:
             return str(await super().get_url())
         ip, port = address
