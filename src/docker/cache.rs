@@ -22,13 +22,8 @@ use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use futures_util::StreamExt;
 
 use super::containers::ContainerStatus;
-use super::Engine;
+use super::{Engine, MANAGED_LABEL, MANAGED_VALUE};
 use crate::errors::CoreResult;
-
-/// The label on every container rustdocker creates; the cache follows exactly these.
-pub const MANAGED_LABEL: &str = "org.rustdocker.managed-by";
-/// Its value.
-pub const MANAGED_VALUE: &str = "rustdocker";
 
 /// Seconds of event history replayed on (re)subscription, to cover the gap before the listing.
 const REPLAY_SECONDS: u64 = 5;
@@ -325,13 +320,11 @@ impl Engine {
                 .map_or(0, |d| d.as_secs().saturating_sub(REPLAY_SECONDS));
             let options = EventsOptions {
                 since: Some(since.to_string()),
-                filters: Some(HashMap::from([
-                    ("type".to_owned(), vec!["container".to_owned()]),
-                    (
-                        "label".to_owned(),
-                        vec![format!("{MANAGED_LABEL}={MANAGED_VALUE}")],
-                    ),
-                ])),
+                filters: Some({
+                    let mut filters = managed_filter();
+                    filters.insert("type".to_owned(), vec!["container".to_owned()]);
+                    filters
+                }),
                 ..Default::default()
             };
             let mut events = Box::pin(self.docker().events(Some(options)));

@@ -6,8 +6,6 @@
 //! before releasing the lock, so a cancelled start leaves no container behind and nothing else
 //! touches the container until the undo has finished.
 
-use std::collections::HashMap;
-
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
 use bollard::query_parameters::{
     CreateContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
@@ -15,14 +13,9 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::{locks, Engine};
+use super::{locks, Engine, SERVER_LABEL, USER_LABEL};
 use crate::errors::{CoreError, CoreResult};
 use crate::spec::{ContainerSpec, PullPolicy};
-
-/// Label with the user a container was made for.
-const USER_LABEL: &str = "org.rustdocker.user";
-/// Label with the server a container was made for.
-const SERVER_LABEL: &str = "org.rustdocker.server";
 
 /// What `start_server` did, returned to Python as a dict.
 #[derive(Debug, Clone, Serialize)]
@@ -269,11 +262,15 @@ impl Engine {
         drop(locks::acquire(name).await);
     }
 
-    async fn create_container(&self, spec: &ContainerSpec) -> CoreResult<String> {
-        let command = match (&spec.cmd, spec.args.is_empty()) {
-            (Some(cmd), _) => Some(cmd.iter().chain(spec.args.iter()).cloned().collect()),
-            // Nothing to append: let the engine use the image's own Cmd.
-            (None, true) => None,
+    /// The command to run: `cmd` (else the image's own CMD) followed by `args`; `None` leaves the
+    /// image's CMD to the engine when there is nothing to append.
+    pub(crate) async fn resolve_command(
+        &self,
+        spec: &ContainerSpec,
+    ) -> CoreResult<Option<Vec<String>>> {
+        match (&spec.cmd, spec.args.is_empty()) {
+            (Some(cmd), _) => Ok(Some(cmd.iter().chain(spec.args.iter()).cloned().collect())),
+            (None, true) => Ok(None),
             (None, false) => {
                 let Some(image_cmd) = self.image_cmd(&spec.image).await? else {
                     return Err(CoreError::InvalidSpec(format!(
@@ -281,14 +278,18 @@ impl Engine {
                         spec.image, spec.args
                     )));
                 };
-                Some(
+                Ok(Some(
                     image_cmd
                         .into_iter()
                         .chain(spec.args.iter().cloned())
                         .collect(),
-                )
+                ))
             }
-        };
+        }
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> CoreResult<String> {
+        let command = self.resolve_command(spec).await?;
         let body = spec.create_body(command)?;
         self.ensure_volumes(&spec.named_volumes(), &spec.volume_labels)
             .await?;
@@ -341,12 +342,7 @@ impl Engine {
             .and_then(|h| h.network_mode.clone())
             .unwrap_or_default();
         if network_mode == "host" {
-            let ip = if spec.host_ip.is_empty() || is_unspecified(&spec.host_ip) {
-                self.connect_hostname()
-            } else {
-                spec.host_ip.clone()
-            };
-            return Ok((ip, spec.port));
+            return Ok((self.reachable_ip(&spec.host_ip), spec.port));
         }
         let settings = inspect.network_settings.unwrap_or_default();
         if spec.use_internal_ip {
@@ -393,13 +389,10 @@ impl Engine {
                 action: format!("find the published port of container '{}'", spec.name),
                 message: format!("the engine reported host port {:?}", binding.host_port),
             })?;
-        let host_ip = binding.host_ip.clone().unwrap_or_default();
-        let ip = if host_ip.is_empty() || is_unspecified(&host_ip) {
-            self.connect_hostname()
-        } else {
-            host_ip
-        };
-        Ok((ip, port))
+        Ok((
+            self.reachable_ip(binding.host_ip.as_deref().unwrap_or_default()),
+            port,
+        ))
     }
 
     /// Where a running container's server is reached now (re-inspected, as after a hub restart
@@ -563,10 +556,6 @@ fn is_missing_image(err: &CoreError) -> bool {
     }
 }
 
-fn is_unspecified(ip: &str) -> bool {
-    matches!(ip, "0.0.0.0" | "::" | "[::]")
-}
-
 /// The hub's API token from a container's environment (`JUPYTERHUB_API_TOKEN`, or the legacy
 /// `JPY_API_TOKEN`), whichever appears first.
 #[must_use]
@@ -577,16 +566,6 @@ pub fn find_api_token(env: &[String]) -> Option<String> {
             .or_else(|| entry.strip_prefix("JPY_API_TOKEN="))
             .map(str::to_owned)
     })
-}
-
-/// Labels as a plain map, for Python.
-#[must_use]
-pub fn labels_of(inspect: &ContainerInspectResponse) -> HashMap<String, String> {
-    inspect
-        .config
-        .as_ref()
-        .and_then(|c| c.labels.clone())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -15,6 +15,16 @@ use bollard::Docker;
 
 use crate::errors::{CoreError, CoreResult};
 
+/// The label on every container and volume rustdocker creates (set by the Python layer); the
+/// state cache follows exactly the containers carrying it.
+pub const MANAGED_LABEL: &str = "org.rustdocker.managed-by";
+/// Its value.
+pub const MANAGED_VALUE: &str = "rustdocker";
+/// Label with the user a container was made for.
+pub const USER_LABEL: &str = "org.rustdocker.user";
+/// Label with the server a container was made for.
+pub const SERVER_LABEL: &str = "org.rustdocker.server";
+
 /// The engine bollard talks to when neither the settings nor `DOCKER_HOST` name one.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -136,6 +146,17 @@ impl Engine {
                 }
             }
             None => "127.0.0.1".to_owned(),
+        }
+    }
+
+    /// The address to connect to for a port published on `host_ip`: `host_ip` itself, or the
+    /// engine's host when it is empty or "all interfaces" (`0.0.0.0`, `::`).
+    #[must_use]
+    pub fn reachable_ip(&self, host_ip: &str) -> String {
+        if matches!(host_ip, "" | "0.0.0.0" | "::" | "[::]") {
+            self.connect_hostname()
+        } else {
+            host_ip.to_owned()
         }
     }
 

@@ -147,14 +147,7 @@ impl Engine {
         swarm: &SwarmExtras,
         caller_gone: &(dyn Fn() -> bool + Send + Sync),
     ) -> CoreResult<ServiceOutcome> {
-        let command = match (&spec.cmd, spec.args.is_empty()) {
-            (Some(cmd), _) => Some(cmd.iter().chain(spec.args.iter()).cloned().collect()),
-            (None, true) => None,
-            (None, false) => self
-                .image_cmd(&spec.image)
-                .await?
-                .map(|c| c.into_iter().chain(spec.args.iter().cloned()).collect()),
-        };
+        let command = self.resolve_command(spec).await?;
         let service = service_spec(spec, swarm, command)?;
         self.remove_service(&spec.name).await?;
         self.ensure_volumes(&spec.named_volumes(), &spec.volume_labels)
@@ -228,12 +221,7 @@ impl Engine {
                     action: format!("find the published port of service '{}'", spec.name),
                     message: format!("port {} is not published", spec.port),
                 })?;
-            let ip = if spec.host_ip.is_empty() || spec.host_ip == "0.0.0.0" {
-                self.connect_hostname()
-            } else {
-                spec.host_ip.clone()
-            };
-            (ip, published)
+            (self.reachable_ip(&spec.host_ip), published)
         };
         Ok(ServiceOutcome { id, ip, port })
     }
