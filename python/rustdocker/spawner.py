@@ -20,7 +20,8 @@ import tarfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlparse
 
 from jupyterhub.spawner import Spawner
@@ -38,6 +39,7 @@ from traitlets import (
     Int,
     List,
     TraitError,
+    TraitType,
     Unicode,
     Union,
     default,
@@ -55,6 +57,8 @@ from .imagechoice import (
 )
 from .traits import ByteSpecification, UnicodeOrFalse, memory_bytes
 from .volumenamingstrategy import default_format_volume_name
+
+_T = TypeVar("_T")
 
 #: Label keys set on every container and volume rustdocker creates.
 LABEL_MANAGED_BY = "org.rustdocker.managed-by"
@@ -212,6 +216,32 @@ def _tls_files(value: Any, setting: str) -> tuple[str, str, str]:
         if not os.path.isfile(str(path)):
             raise ValueError(f"DockerSpawner.{setting}: certificate file {path!r} does not exist")
     return (ca, str(client_cert[0]), str(client_cert[1]))
+
+
+# Old name -> (new name, the DockerSpawner version that renamed it). A value set under the old
+# name is copied to the new one, with DockerSpawner's warning when they differ.
+_DEPRECATED_ALIASES: dict[str, tuple[str, str]] = {
+    "container_ip": ("host_ip", "0.9.*"),
+    "container_port": ("port", "0.9.*"),
+    "container_image": ("image", "0.9.*"),
+    "container_prefix": ("prefix", "0.10.0"),
+    "container_name_template": ("name_template", "0.10.0*"),
+    "remove_containers": ("remove", "0.10.0"),
+    "image_whitelist": ("allowed_images", "12.0"),
+}
+
+
+def _renamed(make: Callable[..., TraitType[Any, Any]], old: str, example: str) -> Any:
+    """A deprecated alias trait, documented from `_DEPRECATED_ALIASES`."""
+    new, version = _DEPRECATED_ALIASES[old]
+    since = version.rstrip("*").removesuffix(".")
+    return make(
+        help=f"""Deprecated since DockerSpawner {since}: use `{new}`, which a value set here is
+        copied to (with a warning).
+
+        Example: `{example}`
+        """,
+    ).tag(config=True)
 
 
 class DockerSpawner(Spawner):
@@ -819,81 +849,33 @@ class DockerSpawner(Spawner):
 
     # ------------------------------------------------------------------ deprecated names
 
-    # Old name -> (new name, the DockerSpawner version that renamed it). A value set under the
-    # old name is copied to the new one, with DockerSpawner's warning when they differ.
-    _deprecated_aliases: ClassVar[dict[str, tuple[str, str]]] = {
-        "container_ip": ("host_ip", "0.9.*"),
-        "container_port": ("port", "0.9.*"),
-        "container_image": ("image", "0.9.*"),
-        "container_prefix": ("prefix", "0.10.0"),
-        "container_name_template": ("name_template", "0.10.0*"),
-        "remove_containers": ("remove", "0.10.0"),
-        "image_whitelist": ("allowed_images", "12.0"),
-    }
+    _deprecated_aliases: ClassVar[dict[str, tuple[str, str]]] = _DEPRECATED_ALIASES
 
-    container_ip = Unicode(
-        "127.0.0.1",
-        help="""Deprecated since DockerSpawner 0.9: use `host_ip`, which a value set here is
-        copied to (with a warning).
-
-        Example: `c.DockerSpawner.host_ip = "0.0.0.0"`
-        """,
-    ).tag(config=True)
-
-    container_port = Int(
-        8888,
-        help="""Deprecated since DockerSpawner 0.9: use `port`, which a value set here is copied to
-        (with a warning).
-
-        Example: `c.DockerSpawner.port = 8888`
-        """,
-    ).tag(config=True)
-
-    container_image = Unicode(
-        "",
-        help="""Deprecated since DockerSpawner 0.9: use `image`, which a value set here is copied
-        to (with a warning).
-
-        Example: `c.DockerSpawner.image = "quay.io/jupyter/base-notebook:2024-12-02"`
-        """,
-    ).tag(config=True)
-
-    container_prefix = Unicode(
-        "",
-        help="""Deprecated since DockerSpawner 0.10: use `prefix`, which a value set here is copied
-        to (with a warning).
-
-        Example: `c.DockerSpawner.prefix = "hub"`
-        """,
-    ).tag(config=True)
-
-    container_name_template = Unicode(
-        "",
-        help="""Deprecated since DockerSpawner 0.10: use `name_template`, which a value set here is
-        copied to (with a warning).
-
-        Example: `c.DockerSpawner.name_template = "{prefix}-{username}"`
-        """,
-    ).tag(config=True)
-
-    remove_containers = Bool(
-        False,
-        help="""Deprecated since DockerSpawner 0.10: use `remove`, which a value set here is copied
-        to (with a warning).
-
-        Example: `c.DockerSpawner.remove = True`
-        """,
-    ).tag(config=True)
-
-    image_whitelist = Union(
-        [AnyTrait(), Dict(), List()],
-        default_value={},
-        help="""Deprecated since DockerSpawner 12.0: use `allowed_images`, which a value set here
-        is copied to (with a warning).
-
-        Example: `c.DockerSpawner.allowed_images = ["quay.io/jupyter/base-notebook:2024-12-02"]`
-        """,
-    ).tag(config=True)
+    container_ip = _renamed(
+        partial(Unicode, "127.0.0.1"), "container_ip", 'c.DockerSpawner.host_ip = "0.0.0.0"'
+    )
+    container_port = _renamed(partial(Int, 8888), "container_port", "c.DockerSpawner.port = 8888")
+    container_image = _renamed(
+        partial(Unicode, ""),
+        "container_image",
+        'c.DockerSpawner.image = "quay.io/jupyter/base-notebook:2024-12-02"',
+    )
+    container_prefix = _renamed(
+        partial(Unicode, ""), "container_prefix", 'c.DockerSpawner.prefix = "hub"'
+    )
+    container_name_template = _renamed(
+        partial(Unicode, ""),
+        "container_name_template",
+        'c.DockerSpawner.name_template = "{prefix}-{username}"',
+    )
+    remove_containers = _renamed(
+        partial(Bool, False), "remove_containers", "c.DockerSpawner.remove = True"
+    )
+    image_whitelist = _renamed(
+        partial(Union, [AnyTrait(), Dict(), List()], default_value={}),
+        "image_whitelist",
+        'c.DockerSpawner.allowed_images = ["quay.io/jupyter/base-notebook:2024-12-02"]',
+    )
 
     @observe(*_deprecated_aliases)
     def _deprecated_alias_set(self, change: Any) -> None:
@@ -1521,19 +1503,28 @@ class DockerSpawner(Spawner):
         """The hub process's shared client for this spawner's engine."""
         return await _clients.get(*self._connection())
 
-    async def start(self) -> tuple[str, int]:
+    async def _start_spec(self) -> dict[str, Any]:
+        """start()'s first steps, shared by the spawner classes: take a turn on the event loop
+        (see `_LoopShare`), apply the image option and names, build the spec."""
         await _loop_share.turn()
         await self._prepare_start()
-        spec = await self.build_spec()
-        client = await self.docker_client()
-        name = spec["name"]
+        return await self.build_spec()
+
+    @staticmethod
+    async def _until_done(client: _core.DockerClient, name: str, operation: Awaitable[_T]) -> _T:
+        """Awaits a core start; if JupyterHub's start_timeout cancels it, waits until the core
+        has undone the half-done start, so the next start finds a clean slate."""
         try:
-            result = await client.start_server(json.dumps(spec))
+            return await operation
         except asyncio.CancelledError:
-            # JupyterHub's start_timeout cancelled us: the core undoes the half-done start;
-            # wait for that so the next start finds a clean slate.
             await client.wait_idle(name)
             raise
+
+    async def start(self) -> tuple[str, int]:
+        spec = await self._start_spec()
+        client = await self.docker_client()
+        name = spec["name"]
+        result = await self._until_done(client, name, client.start_server(json.dumps(spec)))
         self.object_id = result.id
         self._persisted_name = result.name
         if result.created:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, ClassVar
 
 from jupyterhub.spawner import Spawner
 from traitlets import Dict, Float, Unicode, default
 
-from .spawner import DockerSpawner, _loop_share
+from .spawner import DockerSpawner
 
 
 class SwarmSpawner(DockerSpawner):
@@ -130,9 +129,7 @@ class SwarmSpawner(DockerSpawner):
         }
 
     async def start(self) -> tuple[str, int]:
-        await _loop_share.turn()
-        await self._prepare_start()
-        spec = await self.build_spec()
+        spec = await self._start_spec()
         if spec["extra_host_config"] or spec["extra_create"]:
             self.log.warning(
                 "SwarmSpawner: extra_host_config and extra_create_kwargs do not apply to "
@@ -144,13 +141,9 @@ class SwarmSpawner(DockerSpawner):
             self.log.warning("SwarmSpawner: post_start_cmd is not run for services")
         client = await self.docker_client()
         name = spec["name"]
-        try:
-            service_id, ip, port = await client.start_service(
-                json.dumps(spec), json.dumps(self._swarm_extras())
-            )
-        except asyncio.CancelledError:
-            await client.wait_idle(name)
-            raise
+        service_id, ip, port = await self._until_done(
+            client, name, client.start_service(json.dumps(spec), json.dumps(self._swarm_extras()))
+        )
         self.object_id = service_id
         self._persisted_name = name
         self.log.info("Started service %s (id %s) from %s", name, service_id[:12], self.image)
