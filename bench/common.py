@@ -1,9 +1,9 @@
 """What every benchmark process shares: a minimal HTTP/1.1 client for the Docker socket, the
-container body of the raw floor, statistics, the event-loop lag ticker, and spawners built
-without a hub.
+container body of the raw floor, statistics, the event-loop lag ticker and the package
+fingerprint. (Spawners built without a hub are in hubless.py, shared with tests/.)
 
-Standard library only (jupyterhub is imported lazily by `make_spawner`), so this module runs
-both in the project venv (rustdocker, raw floor, orchestrator) and in DockerSpawner's own venv.
+Standard library only, so this module runs both in the project venv (rustdocker, raw floor,
+orchestrator) and in DockerSpawner's own venv.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -312,41 +311,3 @@ def rustdocker_fingerprint() -> str:
                 digest.update(path.name.encode())
                 digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-# --------------------------------------------------------------------------- spawners, no hub
-
-
-class FakeUser:
-    """The parts of jupyterhub.user.User a spawner uses (as tests/conftest.py's)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.escaped_name = name
-        self.url = f"/user/{name}/"
-        self.id = 1
-        self.admin = False
-        self.groups: list[Any] = []
-        self.spawners: dict[str, Any] = {}
-        self.orm_user = SimpleNamespace(name=name, groups=[])
-
-
-def make_spawner(cls: type, username: str, settings: dict[str, Any]) -> Any:
-    """A spawner as the hub builds it, configured through `c.DockerSpawner.*`."""
-    from jupyterhub.objects import Hub
-    from traitlets.config import Config
-
-    config = Config()
-    for key, value in settings.items():
-        setattr(config.DockerSpawner, key, value)
-    user = FakeUser(username)
-    hub = Hub(ip="127.0.0.1", port=8081, base_url="/hub/")
-    orm_spawner = SimpleNamespace(name="", server=None, user=user)
-    return cls(
-        user=user,
-        orm_spawner=orm_spawner,
-        hub=hub,
-        config=config,
-        api_token=uuid.uuid4().hex,
-        oauth_client_id=f"jupyterhub-user-{username}",
-    )

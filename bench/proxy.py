@@ -1,13 +1,19 @@
-"""A counting proxy for the Docker socket: `python proxy.py LISTEN_SOCK [UPSTREAM_SOCK]`.
+"""A counting proxy for the Docker socket, one for the benchmark and the tests.
 
-Every connection to LISTEN_SOCK is forwarded byte for byte to the engine's socket; on the way the
-client's requests are parsed just enough to find where each one ends (headers, then a
-Content-Length or chunked body), so each HTTP request is counted once, also on keep-alive
-connections. `GET /_bench/count` on a fresh connection is answered by the proxy itself:
-`{"total": N, "by_kind": {"GET /containers/{id}/json": n, ...}}`.
+Every connection to the listening socket is forwarded byte for byte to the engine's socket; on
+the way the client's requests are parsed just enough to find where each one ends (headers, then
+a Content-Length or chunked body), so each HTTP request is counted once, also on keep-alive
+connections, and a request body that happens to contain a request line is not counted.
 
-Standard library only; it runs as a process of its own so its forwarding does not load the event
-loop being measured.
+- The benchmark runs it as a process of its own, so its forwarding does not load the event loop
+  being measured: `python proxy.py LISTEN_SOCK [UPSTREAM_SOCK]` prints `ready` once it listens.
+  `GET /_bench/count` on a fresh connection is answered by the proxy itself:
+  `{"total": N, "by_kind": {"GET /containers/{id}/json": n, ...}}`.
+- The tests run `CountingProxy` in their own event loop (`async with CountingProxy(path)`) and
+  read `requests` in order of arrival; `drop_connections()` cuts every connection, as an engine
+  restart would.
+
+Standard library only.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ import os
 import re
 import signal
 import sys
+from pathlib import Path
 
-COUNTS: collections.Counter[str] = collections.Counter()
+DOCKER_SOCKET = "/var/run/docker.sock"
 _VERSION = re.compile(r"^/v\d+\.\d+")
 
 
@@ -42,100 +49,171 @@ def kind(method: str, target: str) -> str:
     return f"{method} {'/'.join(parts)}"
 
 
-async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def _fields(head: bytes) -> tuple[str, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    method, target = lines[0].split(" ")[:2]
+    fields = {}
+    for line in lines[1:]:
+        if ":" in line:
+            key, value = line.split(":", 1)
+            fields[key.strip().lower()] = value.strip()
+    return method, target, fields
+
+
+async def _copy(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, half_close: bool = False
+) -> None:
+    """Copies until `reader` ends, then closes `writer`; with `half_close`, only its sending
+    side, so the answers still come back (a hijacked stream whose client sends nothing more)."""
     try:
         while data := await reader.read(1 << 16):
             writer.write(data)
             await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
+    except (ConnectionError, OSError, asyncio.IncompleteReadError):
         pass
     finally:
-        writer.close()
+        if half_close and writer.can_write_eof() and not writer.is_closing():
+            with contextlib.suppress(OSError):
+                writer.write_eof()
+        else:
+            writer.close()
 
 
-async def _forward_requests(
-    first: bytes, creader: asyncio.StreamReader, uwriter: asyncio.StreamWriter
-) -> None:
-    head: bytes | None = first
-    try:
-        while True:
-            if head is None:
-                head = await creader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, target = lines[0].split(" ")[:2]
-            COUNTS[kind(method, target)] += 1
-            fields = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    key, value = line.split(":", 1)
-                    fields[key.strip().lower()] = value.strip()
-            uwriter.write(head)
-            if "chunked" in fields.get("transfer-encoding", ""):
-                while True:
-                    size_line = await creader.readuntil(b"\r\n")
-                    uwriter.write(size_line)
-                    size = int(size_line.split(b";")[0].strip(), 16)
-                    if size == 0:
-                        uwriter.write(await creader.readuntil(b"\r\n"))
-                        break
-                    uwriter.write(await creader.readexactly(size + 2))
-            elif int(fields.get("content-length", "0")) > 0:
-                uwriter.write(await creader.readexactly(int(fields["content-length"])))
-            await uwriter.drain()
-            head = None
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
+class CountingProxy:
+    """Listens on the unix socket `path` and forwards to `upstream`, counting requests."""
+
+    def __init__(self, path: Path | str, upstream: str = DOCKER_SOCKET) -> None:
+        self.path = Path(path)
+        self.upstream = upstream
+        # "METHOD target" of every request, in order of arrival (target as sent, with the API
+        # version and query), and the same counted by `kind`.
+        self.requests: list[str] = []
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        """The proxy as a Docker host (`docker_host`, `DOCKER_HOST`)."""
+        return f"unix://{self.path}"
+
+    def count(self, pattern: str = "") -> int:
+        """How many requests so far had `pattern` in their "METHOD target"."""
+        return sum(1 for r in self.requests if pattern in r)
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self._server = await asyncio.start_unix_server(
+            self._handle, str(self.path), limit=1 << 20, backlog=4096
+        )
+        os.chmod(self.path, 0o660)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await self.drop_connections()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def __aenter__(self) -> CountingProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def drop_connections(self) -> None:
+        """Closes every proxied connection, as an engine restart would."""
+        for writer in list(self._writers):
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        self._writers.clear()
+
+    def _answer_count(self, writer: asyncio.StreamWriter) -> None:
+        body = json.dumps({"total": sum(self.counts.values()), "by_kind": dict(self.counts)})
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body.encode()
+        )
+
+    async def _handle(self, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter) -> None:
+        try:
+            first = await creader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            cwriter.close()
+            return
+        if first.split(b" ", 2)[1].startswith(b"/_bench/count"):
+            self._answer_count(cwriter)
+            await cwriter.drain()
+            cwriter.close()
+            return
+        ureader, uwriter = await asyncio.open_unix_connection(self.upstream, limit=1 << 20)
+        self._writers.update({cwriter, uwriter})
+        back = asyncio.ensure_future(_copy(ureader, cwriter))
+        try:
+            await self._forward_requests(first, creader, uwriter)
+            # The engine's side ends too: at once once the client has gone (the connection to
+            # the engine is closed), or when the engine ends a hijacked stream.
+            await back
+        finally:
+            uwriter.close()
+            self._writers.discard(cwriter)
+            self._writers.discard(uwriter)
+
+    async def _forward_requests(
+        self, first: bytes, creader: asyncio.StreamReader, uwriter: asyncio.StreamWriter
+    ) -> None:
+        head: bytes | None = first
+        try:
+            while True:
+                if head is None:
+                    head = await creader.readuntil(b"\r\n\r\n")
+                method, target, fields = _fields(head)
+                self.requests.append(f"{method} {target}")
+                self.counts[kind(method, target)] += 1
+                uwriter.write(head)
+                if "chunked" in fields.get("transfer-encoding", ""):
+                    while True:
+                        size_line = await creader.readuntil(b"\r\n")
+                        uwriter.write(size_line)
+                        size = int(size_line.split(b";")[0].strip(), 16)
+                        if size == 0:
+                            uwriter.write(await creader.readuntil(b"\r\n"))
+                            break
+                        uwriter.write(await creader.readexactly(size + 2))
+                elif int(fields.get("content-length", "0")) > 0:
+                    uwriter.write(await creader.readexactly(int(fields["content-length"])))
+                await uwriter.drain()
+                if "upgrade" in fields.get("connection", "").lower():
+                    # A hijacked connection (exec, attach): raw bytes from here on, until the
+                    # engine ends the stream.
+                    await _copy(creader, uwriter, half_close=True)
+                    return
+                head = None
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
         uwriter.close()
 
 
-async def handle(
-    upstream: str, creader: asyncio.StreamReader, cwriter: asyncio.StreamWriter
-) -> None:
-    try:
-        first = await creader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
-        cwriter.close()
-        return
-    if first.split(b" ", 2)[1].startswith(b"/_bench/count"):
-        body = json.dumps({"total": sum(COUNTS.values()), "by_kind": dict(COUNTS)}).encode()
-        cwriter.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        await cwriter.drain()
-        cwriter.close()
-        return
-    ureader, uwriter = await asyncio.open_unix_connection(upstream, limit=1 << 20)
-    back = asyncio.create_task(_copy(ureader, cwriter))
-    await _forward_requests(first, creader, uwriter)
-    # The client is gone: whatever the engine still sends has no one to go to.
-    await back
-
-
 async def main(listen: str, upstream: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(listen)
-    server = await asyncio.start_unix_server(
-        lambda r, w: handle(upstream, r, w), listen, limit=1 << 20, backlog=4096
-    )
-    os.chmod(listen, 0o660)
+    proxy = CountingProxy(listen, upstream)
+    await proxy.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print("ready", flush=True)
-    async with server:
-        await stop.wait()
-        # Long-lived connections (an events stream) end with the proxy.
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(listen)
+    await stop.wait()
+    # Long-lived connections (an events stream) end with the proxy.
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await proxy.close()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "/var/run/docker.sock"))
+    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else DOCKER_SOCKET))

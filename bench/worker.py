@@ -29,9 +29,9 @@ from common import (
     RawDocker,
     container_body,
     hub_env,
-    make_spawner,
     q,
 )
+from hubless import make_spawner
 
 # --------------------------------------------------------------------------- the systems
 

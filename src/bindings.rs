@@ -1,24 +1,61 @@
 //! The thin PyO3 layer: converts arguments, runs the pure and Docker code, converts results.
 //! Every Docker call returns an awaitable on the one process-wide tokio runtime; nothing here
 //! blocks the event loop or holds the GIL while waiting on the engine.
+//!
+//! Panics never cross into Python: every awaitable is made by `awaitable` and every function
+//! body that does real work runs in `guard`, which turn a panic into `CoreError::Internal`
+//! (a `RustDockerError`). A `PanicException` is a `BaseException`, which the hub does not catch.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use futures_util::FutureExt;
 use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::future_into_py;
 
 use crate::docker::containers::AddressParams;
-use crate::docker::containers::{ContainerStatus, StartOutcome};
+use crate::docker::containers::{owned, ContainerStatus, Owner, StartOutcome, StopParams};
 use crate::docker::volumes::StageFiles;
-use crate::docker::{Engine, TlsFiles};
-use crate::errors::CoreError;
-use crate::spec::ContainerSpec;
+use crate::docker::{client_timeout, Engine, TlsFiles};
+use crate::errors::{CoreError, CoreResult};
+use crate::spec::{
+    binds_from_entries, engine_mounts as spec_engine_mounts, ContainerSpec, VolumeEntry,
+};
 use crate::swarm::SwarmExtras;
 use crate::{memory, template};
+
+/// Runs `work`, turning a panic into `CoreError::Internal` naming `what`.
+pub(crate) fn guard<T, E>(what: &str, work: impl FnOnce() -> Result<T, E>) -> Result<T, E>
+where
+    E: From<CoreError>,
+{
+    std::panic::catch_unwind(AssertUnwindSafe(work))
+        .unwrap_or_else(|panic| Err(CoreError::from_panic(what, panic.as_ref()).into()))
+}
+
+/// `fut`, with a panic while it runs turned into `CoreError::Internal` naming `what`.
+pub(crate) fn guarded<T, E, F>(what: &'static str, fut: F) -> impl Future<Output = Result<T, E>>
+where
+    F: Future<Output = Result<T, E>>,
+    E: From<CoreError>,
+{
+    AssertUnwindSafe(fut).catch_unwind().map(move |result| {
+        result.unwrap_or_else(|panic| Err(CoreError::from_panic(what, panic.as_ref()).into()))
+    })
+}
+
+/// The Python awaitable of `fut`, on the process-wide runtime, panic-guarded (`guarded`).
+/// Every future handed to Python goes through here.
+fn awaitable<'py, T, F>(py: Python<'py>, what: &'static str, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    future_into_py(py, guarded(what, fut))
+}
 
 /// A connected Docker engine, shared by every spawner of the hub process.
 #[pyclass(module = "rustdocker._core", name = "DockerClient", frozen)]
@@ -35,10 +72,13 @@ pub struct PyStartResult {
     api_token: Option<String>,
     ip: String,
     port: u16,
+    /// What the spec left out and why (e.g. a `mounts` entry at a path `volumes` already
+    /// mounts), for the spawner's log.
+    warnings: Vec<String>,
 }
 
-impl From<StartOutcome> for PyStartResult {
-    fn from(o: StartOutcome) -> Self {
+impl PyStartResult {
+    fn new(o: StartOutcome, warnings: Vec<String>) -> Self {
         PyStartResult {
             id: o.id,
             name: o.name,
@@ -46,17 +86,26 @@ impl From<StartOutcome> for PyStartResult {
             api_token: o.api_token,
             ip: o.ip,
             port: o.port,
+            warnings,
         }
     }
 }
 
 /// A container's state as `DockerClient.container_status` reports it.
-#[pyclass(module = "rustdocker._core", name = "ContainerStatus", frozen, get_all)]
+#[pyclass(module = "rustdocker._core", name = "ContainerStatus", frozen)]
 pub struct PyContainerStatus {
+    #[pyo3(get)]
     id: String,
+    #[pyo3(get)]
     running: bool,
+    #[pyo3(get)]
     exit_code: i64,
+    #[pyo3(get)]
     status: String,
+    /// Whether rustdocker made it (it carries the rustdocker labels).
+    #[pyo3(get)]
+    managed: bool,
+    owner: Option<Owner>,
 }
 
 impl From<ContainerStatus> for PyContainerStatus {
@@ -66,8 +115,19 @@ impl From<ContainerStatus> for PyContainerStatus {
             running: s.running,
             exit_code: s.exit_code,
             status: s.status,
+            managed: s.owner.is_some(),
+            owner: s.owner,
         }
     }
+}
+
+/// The owner a spawner's `labels` dict names; `ValueError` when it names none.
+fn owner_of(labels: &BTreeMap<String, String>) -> CoreResult<Owner> {
+    Owner::from_labels(|key| labels.get(key)).ok_or_else(|| {
+        CoreError::InvalidSpec(
+            "the labels name no rustdocker owner (org.rustdocker.managed-by is missing)".to_owned(),
+        )
+    })
 }
 
 #[pymethods]
@@ -82,6 +142,19 @@ impl PyStartResult {
 
 #[pymethods]
 impl PyContainerStatus {
+    /// Whether the server whose object labels are `labels` may act on this container: it was
+    /// made for that server (same hub, user and server), or it is unlabelled (made by
+    /// DockerSpawner or by hand) and `adopt_unlabelled` (the server's state records it).
+    fn owned_by(&self, labels: BTreeMap<String, String>, adopt_unlabelled: bool) -> PyResult<bool> {
+        guard("ContainerStatus.owned_by", || {
+            Ok(owned(
+                self.owner.as_ref(),
+                &owner_of(&labels)?,
+                adopt_unlabelled,
+            ))
+        })
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "ContainerStatus(id={:?}, running={}, exit_code={}, status={:?})",
@@ -93,7 +166,8 @@ impl PyContainerStatus {
 #[pymethods]
 impl PyDockerClient {
     /// Connects to the engine at `host` (default: `DOCKER_HOST`, else the local socket) and
-    /// negotiates the API version. Returns an awaitable of `DockerClient`.
+    /// negotiates the API version. Returns an awaitable of `DockerClient`. `timeout` is each
+    /// request's timeout in seconds, from 1 to `MAX_DOCKER_TIMEOUT` (else `ValueError`).
     #[staticmethod]
     #[pyo3(signature = (host=None, timeout=120.0, tls_ca=None, tls_cert=None, tls_key=None))]
     fn connect(
@@ -104,22 +178,18 @@ impl PyDockerClient {
         tls_cert: Option<PathBuf>,
         tls_key: Option<PathBuf>,
     ) -> PyResult<Bound<'_, PyAny>> {
-        if !timeout.is_finite() || timeout <= 0.0 {
-            return Err(PyValueError::new_err(format!(
-                "Docker client timeout {timeout} is not allowed: use a positive number of seconds"
-            )));
-        }
-        let timeout = Duration::from_secs_f64(timeout);
+        let timeout = client_timeout(timeout)?;
         let tls = match (tls_ca, tls_cert, tls_key) {
             (None, None, None) => None,
             (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
             _ => {
-                return Err(PyValueError::new_err(
-                    "TLS to the Docker engine needs all of a CA certificate, a client certificate and a client key",
-                ))
+                return Err(CoreError::InvalidSpec(
+                    "TLS to the Docker engine needs all of a CA certificate, a client certificate and a client key".to_owned(),
+                )
+                .into())
             }
         };
-        future_into_py(py, async move {
+        awaitable(py, "DockerClient.connect", async move {
             let engine = Engine::connect(host, timeout, tls).await?;
             Ok(PyDockerClient { engine })
         })
@@ -139,31 +209,73 @@ impl PyDockerClient {
 
     /// Starts a server from a JSON container spec; awaitable of `StartResult`.
     fn start_server<'py>(&self, py: Python<'py>, spec_json: &str) -> PyResult<Bound<'py, PyAny>> {
-        let spec = ContainerSpec::from_json(spec_json)?;
+        let spec = guard("DockerClient.start_server", || {
+            ContainerSpec::from_json(spec_json)
+        })?;
+        let warnings = spec.warnings.clone();
         let engine = self.engine.clone();
-        future_into_py(py, async move {
+        awaitable(py, "DockerClient.start_server", async move {
             let outcome = engine.start_server(spec).await?;
-            Ok(PyStartResult::from(outcome))
+            Ok(PyStartResult::new(outcome, warnings))
         })
     }
 
-    /// Stops (and with `remove`, removes) a container; awaitable of None.
-    #[pyo3(signature = (name, timeout=None, remove=false))]
+    /// Stops (and with `remove`, removes) the server's container `target` (id or name; default
+    /// `name`), under the lock of its name `name`, if it belongs to the server whose labels are
+    /// `labels` (or is unlabelled and `adopt_unlabelled`); awaitable of whether it acted.
+    #[pyo3(signature = (name, labels, target=None, timeout=None, remove=false, adopt_unlabelled=false))]
+    #[allow(clippy::too_many_arguments)]
     fn stop_server<'py>(
         &self,
         py: Python<'py>,
         name: String,
+        labels: BTreeMap<String, String>,
+        target: Option<String>,
         timeout: Option<i32>,
         remove: bool,
+        adopt_unlabelled: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let stop = StopParams {
+            timeout,
+            remove,
+            owner: owner_of(&labels)?,
+            adopt_unlabelled,
+        };
+        let target = target
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| name.clone());
         let engine = self.engine.clone();
-        future_into_py(py, async move {
-            engine.stop_server(&name, timeout, remove).await?;
-            Ok(())
+        awaitable(py, "DockerClient.stop_server", async move {
+            Ok(engine.stop_server(&name, &target, stop).await?)
         })
     }
 
-    /// Removes a container (never its volumes); awaitable of None.
+    /// Removes the server's stopped container `target` (id or name; default `name`) under the
+    /// lock of its name, if it belongs to the server whose labels are `labels` (or is
+    /// unlabelled and `adopt_unlabelled`). A running container, or a failed removal, raises
+    /// (`ConflictError` for a running one). Awaitable of whether it removed one.
+    #[pyo3(signature = (name, labels, target=None, adopt_unlabelled=false))]
+    fn remove_stopped_server<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        labels: BTreeMap<String, String>,
+        target: Option<String>,
+        adopt_unlabelled: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let owner = owner_of(&labels)?;
+        let target = target
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| name.clone());
+        let engine = self.engine.clone();
+        awaitable(py, "DockerClient.remove_stopped_server", async move {
+            Ok(engine
+                .remove_stopped_server(&name, &target, &owner, adopt_unlabelled)
+                .await?)
+        })
+    }
+
+    /// Removes a container and its anonymous volumes (never a named volume); awaitable of None.
     #[pyo3(signature = (name, force=true))]
     fn remove_container<'py>(
         &self,
@@ -172,7 +284,7 @@ impl PyDockerClient {
         force: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine.clone();
-        future_into_py(py, async move {
+        awaitable(py, "DockerClient.remove_container", async move {
             engine.remove_container(&name, force).await?;
             Ok(())
         })
@@ -181,7 +293,7 @@ impl PyDockerClient {
     /// The state of a container; awaitable of `ContainerStatus` or None when it does not exist.
     fn container_status<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine.clone();
-        future_into_py(py, async move {
+        awaitable(py, "DockerClient.container_status", async move {
             Ok(engine
                 .container_status(&name)
                 .await?
@@ -189,10 +301,39 @@ impl PyDockerClient {
         })
     }
 
+    /// The engine's inspect of container `name` as JSON, or None when it does not exist or is
+    /// not the server's whose labels are `labels` (`ContainerStatus.owned_by`).
+    #[pyo3(signature = (name, labels, adopt_unlabelled=false))]
+    fn inspect_container<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        labels: BTreeMap<String, String>,
+        adopt_unlabelled: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let owner = owner_of(&labels)?;
+        let engine = self.engine.clone();
+        awaitable(py, "DockerClient.inspect_container", async move {
+            let Some(found) = engine.inspect_container(&name).await? else {
+                return Ok(None);
+            };
+            if !owned(Owner::of_inspect(&found).as_ref(), &owner, adopt_unlabelled) {
+                return Ok(None);
+            }
+            let json = serde_json::to_string(&found).map_err(|e| CoreError::Request {
+                action: format!("inspect container '{name}'"),
+                message: format!("serialise the answer: {e}"),
+            })?;
+            Ok(Some(json))
+        })
+    }
+
     /// The state of a container from the events-driven cache, with no API call; None when the
     /// cache is not synced or does not know the container (then use `container_status`).
-    fn cached_status(&self, name: &str) -> Option<PyContainerStatus> {
-        self.engine.cached_status(name).map(PyContainerStatus::from)
+    fn cached_status(&self, name: &str) -> CoreResult<Option<PyContainerStatus>> {
+        guard("DockerClient.cached_status", || {
+            Ok(self.engine.cached_status(name).map(PyContainerStatus::from))
+        })
     }
 
     /// Whether the events-driven cache currently mirrors the engine.
@@ -232,41 +373,61 @@ impl PyDockerClient {
             use_internal_ip,
             host_ip,
         };
-        future_into_py(
-            py,
-            async move { Ok(engine.container_address(&params).await?) },
-        )
+        awaitable(py, "DockerClient.container_address", async move {
+            Ok(engine.container_address(&params).await?)
+        })
     }
 
     /// The image's own CMD; awaitable of a list or None. `NotFoundError` for a missing image.
     fn image_cmd<'py>(&self, py: Python<'py>, image: String) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine.clone();
-        future_into_py(py, async move { Ok(engine.image_cmd(&image).await?) })
+        awaitable(py, "DockerClient.image_cmd", async move {
+            Ok(engine.image_cmd(&image).await?)
+        })
     }
 
     /// Starts a swarm service from a JSON container spec and JSON swarm extras; awaitable of
-    /// `(service_id, ip, port)`.
+    /// `(service_id, ip, port, warnings)`.
     fn start_service<'py>(
         &self,
         py: Python<'py>,
         spec_json: &str,
         swarm_json: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let spec = ContainerSpec::from_json(spec_json)?;
-        let swarm: SwarmExtras = serde_json::from_str(swarm_json)
-            .map_err(|e| CoreError::InvalidSpec(format!("invalid swarm settings: {e}")))?;
+        let (spec, swarm) = guard("DockerClient.start_service", || {
+            let spec = ContainerSpec::from_json(spec_json)?;
+            let swarm: SwarmExtras = serde_json::from_str(swarm_json)
+                .map_err(|e| CoreError::InvalidSpec(format!("invalid swarm settings: {e}")))?;
+            Ok::<_, CoreError>((spec, swarm))
+        })?;
+        let warnings = spec.warnings.clone();
         let engine = self.engine.clone();
-        future_into_py(py, async move {
+        awaitable(py, "DockerClient.start_service", async move {
             let out = engine.start_service(spec, swarm).await?;
-            Ok((out.id, out.ip, out.port))
+            Ok((out.id, out.ip, out.port, warnings))
         })
     }
 
-    /// A swarm service's newest task; awaitable of `(running, state, exit_code)` or None when
-    /// the service does not exist.
-    fn service_status<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+    /// A swarm service's newest task; awaitable of `(running, state, exit_code)`, or None when
+    /// the service does not exist or is not the server's whose labels are `labels` (or is
+    /// unlabelled and `adopt_unlabelled`).
+    #[pyo3(signature = (name, labels, adopt_unlabelled=false))]
+    fn service_status<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        labels: BTreeMap<String, String>,
+        adopt_unlabelled: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let owner = owner_of(&labels)?;
         let engine = self.engine.clone();
-        future_into_py(py, async move {
+        awaitable(py, "DockerClient.service_status", async move {
+            if !engine
+                .service_owned(&name, &owner, adopt_unlabelled)
+                .await?
+            {
+                return Ok(None);
+            }
             Ok(engine
                 .service_status(&name)
                 .await?
@@ -274,10 +435,29 @@ impl PyDockerClient {
         })
     }
 
-    /// Removes a swarm service (a missing one is fine); awaitable of None.
-    fn remove_service<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+    /// Removes a swarm service (a missing one is fine) if it is the server's whose labels are
+    /// `labels` (or is unlabelled and `adopt_unlabelled`); awaitable of whether it removed it.
+    #[pyo3(signature = (name, labels, adopt_unlabelled=false))]
+    fn remove_service<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        labels: BTreeMap<String, String>,
+        adopt_unlabelled: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let owner = owner_of(&labels)?;
         let engine = self.engine.clone();
-        future_into_py(py, async move { Ok(engine.remove_service(&name).await?) })
+        awaitable(py, "DockerClient.remove_service", async move {
+            let _guard = crate::docker::locks::acquire(&name).await;
+            if !engine
+                .service_owned(&name, &owner, adopt_unlabelled)
+                .await?
+            {
+                return Ok(false);
+            }
+            engine.remove_service(&name).await?;
+            Ok(true)
+        })
     }
 
     /// Copies the tar archive `tar` into the named volume `volume` at `path`, through a helper
@@ -306,7 +486,9 @@ impl PyDockerClient {
             labels,
             tar,
         };
-        future_into_py(py, async move { Ok(engine.stage_files(job).await?) })
+        awaitable(py, "DockerClient.stage_files", async move {
+            Ok(engine.stage_files(job).await?)
+        })
     }
 
     /// Runs `cmd` (a list, no shell) in container `name`; awaitable of
@@ -318,16 +500,26 @@ impl PyDockerClient {
         cmd: Vec<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine.clone();
-        future_into_py(py, async move {
+        awaitable(py, "DockerClient.exec_run", async move {
             let out = engine.exec_run(&name, cmd).await?;
             Ok((out.exit_code, out.stdout, out.stderr))
+        })
+    }
+
+    /// Settles the result of a start of `name` that reached the Python side: `claimed` right
+    /// after the await returned it, or not (the await was cancelled), which undoes the start. A
+    /// start's result not claimed within a minute is undone too.
+    fn settle(&self, name: &str, claimed: bool) -> PyResult<()> {
+        guard("DockerClient.settle", || {
+            self.engine.settle(name, claimed);
+            Ok(())
         })
     }
 
     /// Waits until no start/stop holds the lock of container `name`; awaitable of None.
     fn wait_idle<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let engine = self.engine.clone();
-        future_into_py(py, async move {
+        awaitable(py, "DockerClient.wait_idle", async move {
             engine.wait_idle(&name).await;
             Ok(())
         })
@@ -344,53 +536,206 @@ impl PyDockerClient {
 
 /// DockerSpawner's default escaping of `{username}`/`{servername}`.
 #[pyfunction]
-pub fn escape(text: &str) -> String {
-    template::escape(text)
+pub fn escape(text: &str) -> CoreResult<String> {
+    guard("escape", || Ok(template::escape(text)))
 }
 
 /// DockerSpawner's pre-12 ("legacy") escaping.
 #[pyfunction]
-pub fn escape_legacy(text: &str) -> String {
-    template::escape_legacy(text)
+pub fn escape_legacy(text: &str) -> CoreResult<String> {
+    guard("escape_legacy", || Ok(template::escape_legacy(text)))
 }
 
 /// `image` with `/` and `:` replaced by `-`, for `{imagename}`.
 #[pyfunction]
-pub fn imagename(image: &str) -> String {
-    template::imagename(image)
+pub fn imagename(image: &str) -> CoreResult<String> {
+    guard("imagename", || Ok(template::imagename(image)))
 }
 
 /// `template.format(**namespace)`, strictly: an unknown field or bad syntax raises `ValueError`.
 #[pyfunction]
-pub fn format_template(template: &str, namespace: BTreeMap<String, String>) -> PyResult<String> {
-    template::render_strict(template, &namespace).map_err(|e| PyValueError::new_err(e.to_string()))
+pub fn format_template(template: &str, namespace: BTreeMap<String, String>) -> CoreResult<String> {
+    guard("format_template", || {
+        Ok(template::render_strict(template, &namespace)?)
+    })
 }
 
 /// `template.format(**namespace)`, leniently: the template is returned unchanged on any error.
 #[pyfunction]
-pub fn format_template_lenient(template: &str, namespace: BTreeMap<String, String>) -> String {
-    template::render_lenient(template, &namespace)
+pub fn format_template_lenient(
+    template: &str,
+    namespace: BTreeMap<String, String>,
+) -> CoreResult<String> {
+    guard("format_template_lenient", || {
+        Ok(template::render_lenient(template, &namespace))
+    })
 }
 
 /// JupyterHub `ByteSpecification` for strings; `ValueError` for invalid, negative, NaN, infinite
 /// or too large values.
 #[pyfunction]
-pub fn parse_byte_specification(value: &str) -> PyResult<i64> {
-    memory::parse_byte_specification(value).map_err(|e| PyValueError::new_err(e.to_string()))
+pub fn parse_byte_specification(value: &str) -> CoreResult<i64> {
+    guard("parse_byte_specification", || {
+        Ok(memory::parse_byte_specification(value)?)
+    })
 }
 
 /// docker-py's `parse_bytes` for strings (`"1g"`, `"512m"`, `"100"`).
 #[pyfunction]
-pub fn parse_docker_bytes(value: &str) -> PyResult<i64> {
-    memory::parse_docker_bytes(value).map_err(|e| PyValueError::new_err(e.to_string()))
+pub fn parse_docker_bytes(value: &str) -> CoreResult<i64> {
+    guard("parse_docker_bytes", || {
+        Ok(memory::parse_docker_bytes(value)?)
+    })
 }
 
 /// Validates a container spec and returns the Engine-API create body it produces, as JSON.
-/// Pure: no engine is contacted (the image's CMD is not looked up). For tests and `--dry-run`.
+/// Pure: no engine is contacted (the image's CMD is not looked up), so the tests can check the
+/// whole conversion without one.
 #[pyfunction]
-pub fn build_create_body(spec_json: &str) -> PyResult<String> {
-    let spec = ContainerSpec::from_json(spec_json)?;
-    let body = spec.create_body(spec.cmd.clone())?;
-    serde_json::to_string(&body)
-        .map_err(|e| CoreError::InvalidSpec(format!("serialise create body: {e}")).into())
+pub fn build_create_body(spec_json: &str) -> CoreResult<String> {
+    guard("build_create_body", || {
+        let spec = ContainerSpec::from_json(spec_json)?;
+        let body = spec.create_body(spec.cmd.clone())?;
+        serde_json::to_string(&body).map_err(|e| {
+            CoreError::internal(
+                "build_create_body",
+                &format!("serialise the create body: {e}"),
+            )
+        })
+    })
+}
+
+/// The one check of a memory setting's value (`mem_limit`, `mem_guarantee`): an int, float or
+/// `ByteSpecification` string in, bytes out (None stays None). `ValueError` names `setting`.
+#[pyfunction]
+pub fn memory_bytes(value: &Bound<'_, PyAny>, setting: &str) -> PyResult<Option<u64>> {
+    guard("memory_bytes", || {
+        use memory::MemoryValue;
+        if value.is_none() {
+            return Ok(None);
+        }
+        let value = if let Ok(flag) = value.cast::<pyo3::types::PyBool>() {
+            MemoryValue::Int(i128::from(flag.is_true()))
+        } else if let Ok(n) = value.extract::<i128>() {
+            MemoryValue::Int(n)
+        } else if let Ok(x) = value.cast::<pyo3::types::PyFloat>() {
+            MemoryValue::Float(x.value())
+        } else if let Ok(text) = value.cast::<pyo3::types::PyString>() {
+            MemoryValue::Text(text.to_str()?.to_owned())
+        } else {
+            MemoryValue::Other(value.repr()?.to_str()?.to_owned())
+        };
+        Ok(Some(memory::limit_bytes(setting, &value)?))
+    })
+}
+
+/// The one check of a CPU setting's value (`cpu_limit`, `cpu_guarantee`): a finite number of
+/// cores >= 0 (None stays None). `ValueError` names `setting`.
+#[pyfunction]
+pub fn cpu_cores(value: &Bound<'_, PyAny>, setting: &str) -> PyResult<Option<f64>> {
+    guard("cpu_cores", || {
+        if value.is_none() {
+            return Ok(None);
+        }
+        let number = if value.cast::<pyo3::types::PyBool>().is_ok() {
+            None
+        } else {
+            value.extract::<f64>().ok()
+        };
+        let Some(cores) = number else {
+            return Err(CoreError::InvalidSpec(format!(
+                "{setting} = {} is not allowed: use a number of cores",
+                value.repr()?
+            ))
+            .into());
+        };
+        Ok(Some(memory::cpu_cores(setting, cores)?))
+    })
+}
+
+/// DockerSpawner's `volume_binds` from rendered `volumes` rows (JSON, as in a spec's
+/// `volumes`): JSON `{source: {"bind": target, "mode": mode[, "propagation": p]}}`.
+#[pyfunction]
+pub fn volume_binds(volumes_json: &str) -> PyResult<String> {
+    guard("volume_binds", || {
+        let entries: Vec<VolumeEntry> = serde_json::from_str(volumes_json)
+            .map_err(|e| CoreError::InvalidSpec(format!("invalid volumes: {e}")))?;
+        let mut out = serde_json::Map::new();
+        for bind in binds_from_entries(&entries)? {
+            let mut entry = serde_json::Map::new();
+            entry.insert("bind".into(), bind.target.into());
+            entry.insert("mode".into(), bind.mode.into());
+            if let Some(p) = bind.propagation {
+                entry.insert("propagation".into(), p.into());
+            }
+            out.insert(bind.source, entry.into());
+        }
+        Ok(serde_json::Value::Object(out).to_string())
+    })
+}
+
+/// Rendered `mounts` entries (JSON list, docker-py or Engine form) as Engine `Mount` objects
+/// (JSON list): DockerSpawner's `mount_binds`.
+#[pyfunction]
+pub fn engine_mounts(mounts_json: &str) -> PyResult<String> {
+    guard("engine_mounts", || {
+        let mounts: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_str(mounts_json)
+                .map_err(|e| CoreError::InvalidSpec(format!("invalid mounts: {e}")))?;
+        let (converted, _) = spec_engine_mounts(&mounts, &[])?;
+        Ok(serde_json::Value::Array(converted).to_string())
+    })
+}
+
+/// The Docker host rustdocker connects to for `host` (None: `DOCKER_HOST`, else the local
+/// socket), and that host's own name (`127.0.0.1` for a local socket): `(host, hostname)`.
+#[pyfunction]
+#[pyo3(signature = (host=None))]
+pub fn docker_host(host: Option<String>) -> CoreResult<(String, String)> {
+    guard("docker_host", || {
+        let host = crate::docker::resolve_host(host);
+        let hostname = crate::docker::engine_hostname(&host);
+        Ok((host, hostname))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_guarded_future_is_an_internal_error() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let result: CoreResult<u8> = runtime
+            .block_on(guarded("DockerClient.start_server", async {
+                panic!("index out of bounds")
+            }));
+        let err = result.unwrap_err();
+        assert!(matches!(err, CoreError::Internal(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "internal error in DockerClient.start_server: index out of bounds; please report it"
+        );
+        let ok: CoreResult<u8> = runtime.block_on(guarded("x", async { Ok(7) }));
+        assert_eq!(ok.unwrap(), 7);
+    }
+
+    #[test]
+    fn a_panic_in_a_guarded_call_is_an_internal_error() {
+        let err = guard("escape", || -> CoreResult<()> { panic!("boom") }).unwrap_err();
+        assert!(matches!(err, CoreError::Internal(_)), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "internal error in escape: boom; please report it"
+        );
+        assert_eq!(guard("escape", || Ok::<_, CoreError>(1)).unwrap(), 1);
+        // Errors pass through unchanged.
+        let err = guard("parse_docker_bytes", || -> CoreResult<i64> {
+            Ok(memory::parse_docker_bytes("lots")?)
+        })
+        .unwrap_err();
+        assert!(matches!(err, CoreError::InvalidSpec(_)), "{err}");
+    }
 }

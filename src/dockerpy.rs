@@ -117,11 +117,68 @@ fn bytes(setting: &str, key: &str, value: &Value) -> CoreResult<Value> {
     }
 }
 
-fn stringify(value: &Value) -> Value {
+/// A scalar as the string the Engine wants, as docker-py's `str(value)` makes it. Lists, dicts and
+/// null are refused: sent as JSON text (or as "") they would become a wrong value silently.
+fn scalar_string(setting: &str, key: &str, value: &Value, allowed: &str) -> CoreResult<String> {
     match value {
-        Value::String(_) => value.clone(),
-        other => Value::String(other.to_string()),
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => Err(invalid(setting, key, other, allowed)),
     }
+}
+
+/// A list item that must be a string; `key` names the setting's entry (`labels[1]`).
+fn string_item<'a>(
+    setting: &str,
+    key: &str,
+    value: &'a Value,
+    allowed: &str,
+) -> CoreResult<&'a str> {
+    value
+        .as_str()
+        .ok_or_else(|| invalid(setting, key, value, allowed))
+}
+
+/// docker-py's list form of a dict keyed by strings (`labels=["a"]`, `volumes=["/data"]`): each
+/// item becomes a key with the value `empty`; an item that is not a string is refused.
+fn list_as_keys(
+    setting: &str,
+    key: &str,
+    items: &[Value],
+    empty: &Value,
+    allowed: &str,
+) -> CoreResult<Value> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let name = string_item(setting, &format!("{key}[{i}]"), item, allowed)?;
+            Ok((name.to_owned(), empty.clone()))
+        })
+        .collect::<CoreResult<Map<_, _>>>()
+        .map(Value::Object)
+}
+
+/// A docker-py `snake_case` keyword as its Engine API `PascalCase` field (`shm_size` ->
+/// `ShmSize`). A key that already starts upper-case is an Engine field and is kept as it is;
+/// `special` lists the keywords whose Engine name is not the plain conversion (the swarm model
+/// has several, e.g. `workdir` -> `Dir`).
+pub(crate) fn pascal_case(key: &str, special: &[(&str, &str)]) -> String {
+    if is_engine_field(key) {
+        return key.to_owned();
+    }
+    if let Some(name) = lookup(special, key) {
+        return name.to_owned();
+    }
+    key.split('_')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars.next().map_or_else(String::new, |c| {
+                c.to_uppercase().chain(chars).collect::<String>()
+            })
+        })
+        .collect()
 }
 
 /// PascalCase the keys of a dict given with docker-py's snake_case names (`Ulimit(name=...)`).
@@ -129,21 +186,7 @@ fn pascal_keys(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| {
-                    let key = if is_engine_field(k) {
-                        k.clone()
-                    } else {
-                        k.split('_')
-                            .map(|part| {
-                                let mut chars = part.chars();
-                                chars.next().map_or_else(String::new, |c| {
-                                    c.to_uppercase().chain(chars).collect()
-                                })
-                            })
-                            .collect()
-                    };
-                    (key, v.clone())
-                })
+                .map(|(k, v)| (pascal_case(k, &[]), v.clone()))
                 .collect(),
         ),
         other => other.clone(),
@@ -172,12 +215,23 @@ fn port_bindings(setting: &str, value: &Value) -> CoreResult<Value> {
                 Value::Number(n) => Ok(json!({"HostIp": "", "HostPort": n.to_string()})),
                 Value::String(s) => Ok(json!({"HostIp": "", "HostPort": s})),
                 Value::Array(pair) if !pair.is_empty() && pair.len() <= 2 => {
-                    let ip = pair[0].as_str().unwrap_or_default();
-                    let port = pair.get(1).map_or_else(String::new, |p| match p {
-                        Value::String(s) => s.clone(),
-                        Value::Null => String::new(),
-                        other => other.to_string(),
-                    });
+                    let ip = string_item(
+                        setting,
+                        "port_bindings",
+                        &pair[0],
+                        "the host IP of (host_ip, host_port) must be a string",
+                    )?;
+                    let port = match pair.get(1) {
+                        None | Some(Value::Null) => String::new(),
+                        Some(Value::String(s)) => s.clone(),
+                        Some(Value::Number(n)) => n.to_string(),
+                        Some(other) => return Err(invalid(
+                            setting,
+                            "port_bindings",
+                            other,
+                            "the host port of (host_ip, host_port) must be a number or a string",
+                        )),
+                    };
                     Ok(json!({"HostIp": ip, "HostPort": port}))
                 }
                 Value::Object(_) => Ok(pascal_keys(h)),
@@ -228,35 +282,28 @@ pub fn host_config(setting: &str, input: &Map<String, Value>) -> CoreResult<Map<
             continue;
         }
         let converted = match key.as_str() {
-            "binds" => (
-                "Binds",
-                match value {
-                    Value::Object(map) => Value::Array(
-                        map.iter()
-                            .map(|(src, spec)| match spec {
-                                Value::Object(b) => {
-                                    let bind = b.get("bind").and_then(Value::as_str).unwrap_or("");
-                                    let mode = b.get("mode").and_then(Value::as_str).unwrap_or("rw");
-                                    json!(format!("{src}:{bind}:{mode}"))
-                                }
-                                Value::String(dst) => json!(format!("{src}:{dst}:rw")),
-                                other => json!(format!("{src}:{other}:rw")),
-                            })
-                            .collect(),
-                    ),
-                    other => other.clone(),
-                },
-            ),
+            "binds" => ("Binds", binds(setting, value)?),
             "port_bindings" => ("PortBindings", port_bindings(setting, value)?),
             "links" => (
                 "Links",
                 match value {
                     Value::Object(map) => Value::Array(
                         map.iter()
-                            .map(|(name, alias)| {
-                                json!(format!("{name}:{}", alias.as_str().unwrap_or(name)))
+                            .map(|(name, alias)| match alias {
+                                // No alias: the link's name is its alias, as in docker-py.
+                                Value::Null => Ok(json!(format!("{name}:{name}"))),
+                                Value::String(a) if a.is_empty() => {
+                                    Ok(json!(format!("{name}:{name}")))
+                                }
+                                Value::String(a) => Ok(json!(format!("{name}:{a}"))),
+                                other => Err(invalid(
+                                    setting,
+                                    &format!("links['{name}']"),
+                                    other,
+                                    "use an alias string",
+                                )),
                             })
-                            .collect(),
+                            .collect::<CoreResult<Vec<_>>>()?,
                     ),
                     other => other.clone(),
                 },
@@ -297,8 +344,13 @@ pub fn host_config(setting: &str, input: &Map<String, Value>) -> CoreResult<Map<
                 match value {
                     Value::Array(items) => {
                         let mut map = Map::new();
-                        for item in items {
-                            let s = item.as_str().unwrap_or_default();
+                        for (i, item) in items.iter().enumerate() {
+                            let s = string_item(
+                                setting,
+                                &format!("tmpfs[{i}]"),
+                                item,
+                                "use 'path' or 'path:options' strings",
+                            )?;
                             let (path, opts) = s.split_once(':').unwrap_or((s, ""));
                             map.insert(path.to_owned(), json!(opts));
                         }
@@ -311,7 +363,17 @@ pub fn host_config(setting: &str, input: &Map<String, Value>) -> CoreResult<Map<
                 "Sysctls",
                 match value {
                     Value::Object(map) => Value::Object(
-                        map.iter().map(|(k, v)| (k.clone(), stringify(v))).collect(),
+                        map.iter()
+                            .map(|(k, v)| {
+                                let text = scalar_string(
+                                    setting,
+                                    &format!("sysctls['{k}']"),
+                                    v,
+                                    "use a string or a number",
+                                )?;
+                                Ok((k.clone(), Value::String(text)))
+                            })
+                            .collect::<CoreResult<Map<_, _>>>()?,
                     ),
                     other => other.clone(),
                 },
@@ -319,7 +381,21 @@ pub fn host_config(setting: &str, input: &Map<String, Value>) -> CoreResult<Map<
             "group_add" => (
                 "GroupAdd",
                 match value {
-                    Value::Array(items) => Value::Array(items.iter().map(stringify).collect()),
+                    Value::Array(items) => Value::Array(
+                        items
+                            .iter()
+                            .enumerate()
+                            .map(|(i, g)| {
+                                scalar_string(
+                                    setting,
+                                    &format!("group_add[{i}]"),
+                                    g,
+                                    "use group names or ids",
+                                )
+                                .map(Value::String)
+                            })
+                            .collect::<CoreResult<Vec<_>>>()?,
+                    ),
                     other => other.clone(),
                 },
             ),
@@ -328,8 +404,16 @@ pub fn host_config(setting: &str, input: &Map<String, Value>) -> CoreResult<Map<
                 match value {
                     Value::Object(map) => Value::Array(
                         map.iter()
-                            .map(|(host, ip)| json!(format!("{host}:{}", stringify(ip).as_str().unwrap_or(""))))
-                            .collect(),
+                            .map(|(host, ip)| {
+                                let ip = string_item(
+                                    setting,
+                                    &format!("extra_hosts['{host}']"),
+                                    ip,
+                                    "use an IP address string",
+                                )?;
+                                Ok(json!(format!("{host}:{ip}")))
+                            })
+                            .collect::<CoreResult<Vec<_>>>()?,
                     ),
                     other => other.clone(),
                 },
@@ -350,6 +434,118 @@ pub fn host_config(setting: &str, input: &Map<String, Value>) -> CoreResult<Map<
         )));
     }
     Ok(out)
+}
+
+/// docker-py's `binds` dict, `{source: {"bind": target, "mode": "ro"}}` or `{source: target}`, as
+/// `Binds` strings; a list passes through as Engine `Binds`.
+fn binds(setting: &str, value: &Value) -> CoreResult<Value> {
+    let Value::Object(map) = value else {
+        return Ok(value.clone());
+    };
+    let mut out = Vec::with_capacity(map.len());
+    for (src, spec) in map {
+        let key = format!("binds['{src}']");
+        let bind = match spec {
+            Value::String(dst) => format!("{src}:{dst}:rw"),
+            Value::Object(b) => {
+                let target = match b.get("bind") {
+                    Some(Value::String(t)) if !t.is_empty() => t,
+                    _ => {
+                        return Err(invalid(
+                            setting,
+                            &key,
+                            spec,
+                            "use {'bind': '/path/in/container', 'mode': 'rw'}",
+                        ))
+                    }
+                };
+                // docker-py's forms: `mode`, or `ro` as a flag, not both.
+                let mode = match (b.get("mode"), b.get("ro")) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            setting,
+                            &key,
+                            spec,
+                            "give 'mode' or 'ro', not both",
+                        ))
+                    }
+                    (Some(Value::String(m)), None) => m.clone(),
+                    (None, Some(Value::Bool(ro))) => if *ro { "ro" } else { "rw" }.to_owned(),
+                    (None, None) => "rw".to_owned(),
+                    _ => {
+                        return Err(invalid(
+                            setting,
+                            &key,
+                            spec,
+                            "'mode' must be a string such as 'ro' and 'ro' a boolean",
+                        ))
+                    }
+                };
+                let mode = match b.get("propagation") {
+                    None | Some(Value::Null) => mode,
+                    Some(Value::String(p)) if !p.is_empty() => format!("{mode},{p}"),
+                    Some(_) => {
+                        return Err(invalid(
+                            setting,
+                            &key,
+                            spec,
+                            "'propagation' must be a string such as 'rslave'",
+                        ))
+                    }
+                };
+                format!("{src}:{target}:{mode}")
+            }
+            other => {
+                return Err(invalid(
+                    setting,
+                    &key,
+                    other,
+                    "use a container path or {'bind': path, 'mode': 'rw'}",
+                ))
+            }
+        };
+        out.push(json!(bind));
+    }
+    Ok(Value::Array(out))
+}
+
+/// One `ports` entry of `create_container`: a port (`8888`, `"8888"`, `"53/udp"`) or docker-py's
+/// `(port, protocol)` pair; the `ExposedPorts` key it stands for.
+fn exposed_port(setting: &str, index: usize, value: &Value) -> CoreResult<String> {
+    let key = format!("ports[{index}]");
+    let allowed = "use a port number, 'port/protocol', or (port, protocol)";
+    let (port, protocol) = match value {
+        Value::Array(pair) if !pair.is_empty() && pair.len() <= 2 => {
+            let protocol = match pair.get(1) {
+                None => "tcp",
+                Some(p) => string_item(setting, &key, p, allowed)?,
+            };
+            (&pair[0], Some(protocol))
+        }
+        other => (other, None),
+    };
+    let port = match port {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if !s.is_empty() => s.clone(),
+        _ => return Err(invalid(setting, &key, value, allowed)),
+    };
+    Ok(match protocol {
+        Some(protocol) => format!("{port}/{protocol}"),
+        None if port.contains('/') => port,
+        None => format!("{port}/tcp"),
+    })
+}
+
+/// What kind of JSON value this is, for messages that must not show the value itself.
+pub(crate) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "None",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a dict",
+    }
 }
 
 fn devices(setting: &str, value: &Value) -> CoreResult<Value> {
@@ -398,7 +594,18 @@ pub fn create_kwargs(setting: &str, input: &Map<String, Value>) -> CoreResult<Ma
             continue;
         }
         let converted = match key.as_str() {
-            "user" => ("User", stringify(value)),
+            "user" => (
+                "User",
+                match value {
+                    Value::Null => Value::Null,
+                    other => Value::String(scalar_string(
+                        setting,
+                        key,
+                        other,
+                        "use a user name or id, optionally with ':group'",
+                    )?),
+                },
+            ),
             "image" => ("Image", value.clone()),
             "command" => ("Cmd", split_command(setting, key, value)?),
             "entrypoint" => ("Entrypoint", split_command(setting, key, value)?),
@@ -408,9 +615,21 @@ pub fn create_kwargs(setting: &str, input: &Map<String, Value>) -> CoreResult<Ma
                     Value::Object(map) => Value::Array(
                         map.iter()
                             .map(|(k, v)| {
-                                json!(format!("{k}={}", stringify(v).as_str().unwrap_or_default()))
+                                // Only the variable's name is shown: its value may be a secret.
+                                let text = match v {
+                                    Value::String(s) => s.clone(),
+                                    Value::Number(n) => n.to_string(),
+                                    Value::Bool(b) => b.to_string(),
+                                    _ => {
+                                        return Err(CoreError::InvalidSpec(format!(
+                                            "{setting}: environment['{k}'] is not allowed: it is {}; use a string",
+                                            json_kind(v)
+                                        )))
+                                    }
+                                };
+                                Ok(json!(format!("{k}={text}")))
                             })
-                            .collect(),
+                            .collect::<CoreResult<Vec<_>>>()?,
                     ),
                     other => other.clone(),
                 },
@@ -418,24 +637,26 @@ pub fn create_kwargs(setting: &str, input: &Map<String, Value>) -> CoreResult<Ma
             "labels" => (
                 "Labels",
                 match value {
-                    Value::Array(items) => Value::Object(
-                        items
-                            .iter()
-                            .map(|i| (i.as_str().unwrap_or_default().to_owned(), json!("")))
-                            .collect(),
-                    ),
+                    Value::Array(items) => list_as_keys(
+                        setting,
+                        key,
+                        items,
+                        &json!(""),
+                        "use label name strings, or a dict of labels",
+                    )?,
                     other => other.clone(),
                 },
             ),
             "volumes" => (
                 "Volumes",
                 match value {
-                    Value::Array(items) => Value::Object(
-                        items
-                            .iter()
-                            .map(|i| (i.as_str().unwrap_or_default().to_owned(), json!({})))
-                            .collect(),
-                    ),
+                    Value::Array(items) => list_as_keys(
+                        setting,
+                        key,
+                        items,
+                        &json!({}),
+                        "use container path strings",
+                    )?,
                     Value::String(s) => json!({ s.clone(): {} }),
                     other => other.clone(),
                 },
@@ -446,13 +667,9 @@ pub fn create_kwargs(setting: &str, input: &Map<String, Value>) -> CoreResult<Ma
                     Value::Array(items) => Value::Object(
                         items
                             .iter()
-                            .map(|p| {
-                                let p = stringify(p);
-                                let p = p.as_str().unwrap_or_default();
-                                let key = if p.contains('/') { p.to_owned() } else { format!("{p}/tcp") };
-                                (key, json!({}))
-                            })
-                            .collect(),
+                            .enumerate()
+                            .map(|(i, p)| Ok((exposed_port(setting, i, p)?, json!({}))))
+                            .collect::<CoreResult<Map<_, _>>>()?,
                     ),
                     other => other.clone(),
                 },
@@ -658,5 +875,92 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("command"), "{err}");
+    }
+
+    #[test]
+    fn pascal_case_keeps_engine_fields_and_uses_special_names() {
+        assert_eq!(pascal_case("shm_size", &[]), "ShmSize");
+        assert_eq!(pascal_case("device_ids", &[]), "DeviceIds");
+        assert_eq!(pascal_case("ShmSize", &[]), "ShmSize");
+        assert_eq!(pascal_case("workdir", &[("workdir", "Dir")]), "Dir");
+        assert_eq!(pascal_case("Workdir", &[("workdir", "Dir")]), "Workdir");
+    }
+
+    #[test]
+    fn list_items_of_the_wrong_type_are_named() {
+        for (input, needle) in [
+            (json!({"tmpfs": ["/run", 5]}), "tmpfs[1]=5"),
+            (json!({"sysctls": {"a": [1]}}), "sysctls['a']=[1]"),
+            (json!({"group_add": [null]}), "group_add[0]=null"),
+            (json!({"extra_hosts": {"hub": 10}}), "extra_hosts['hub']=10"),
+            (json!({"links": {"db": 1}}), "links['db']=1"),
+            (json!({"binds": {"/srv": 5}}), "binds['/srv']=5"),
+            (json!({"binds": {"/srv": {"mode": "ro"}}}), "binds['/srv']="),
+            (
+                json!({"binds": {"/srv": {"bind": "/d", "mode": 1}}}),
+                "'mode' must be",
+            ),
+            (
+                json!({"port_bindings": {"8888": [[1, 2]]}}),
+                "port_bindings=1",
+            ),
+            (
+                json!({"port_bindings": {"8888": ["127.0.0.1", {}]}}),
+                "port_bindings={}",
+            ),
+        ] {
+            let err = host(input.clone()).unwrap_err().to_string();
+            assert!(
+                err.contains("extra_host_config") && err.contains(needle),
+                "{input}: {err}"
+            );
+        }
+        for (input, needle) in [
+            (json!({"labels": ["a", 1]}), "labels[1]=1"),
+            (json!({"volumes": ["/a", {}]}), "volumes[1]={}"),
+            (json!({"ports": [8888, {}]}), "ports[1]={}"),
+            (json!({"ports": [[8888, 1]]}), "ports[0]=1"),
+            (json!({"user": ["root"]}), "user=[\"root\"]"),
+            (
+                json!({"environment": {"TOKEN": {"x": 1}}}),
+                "environment['TOKEN']",
+            ),
+        ] {
+            let err = create(input.clone()).unwrap_err().to_string();
+            assert!(
+                err.contains("extra_create_kwargs") && err.contains(needle),
+                "{input}: {err}"
+            );
+        }
+        // The value of an environment variable may be a secret: it is never shown.
+        let err = create(json!({"environment": {"TOKEN": ["s3cret"]}}))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn docker_py_value_forms() {
+        let cases = [
+            (
+                json!({"binds": {"/srv": {"bind": "/d", "ro": true}, "/x": {"bind": "/x", "mode": "rw", "propagation": "rslave"}}}),
+                json!({"Binds": ["/srv:/d:ro", "/x:/x:rw,rslave"]}),
+            ),
+            (
+                json!({"links": {"db": null, "cache": ""}}),
+                json!({"Links": ["cache:cache", "db:db"]}),
+            ),
+            (
+                json!({"port_bindings": {"8888": ["127.0.0.1", 9000]}}),
+                json!({"PortBindings": {"8888/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}]}}),
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(host(input.clone()).unwrap(), expected, "{input}");
+        }
+        assert_eq!(
+            create(json!({"ports": [[53, "udp"], [8080]], "user": null})).unwrap(),
+            json!({"ExposedPorts": {"53/udp": {}, "8080/tcp": {}}, "User": null})
+        );
     }
 }

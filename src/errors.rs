@@ -68,7 +68,19 @@ pub enum CoreError {
         message: String,
     },
     /// The spec handed over by Python is invalid: names the field, the value and what is allowed.
+    /// Only for bad configuration or arguments; it becomes a `ValueError`.
     InvalidSpec(String),
+    /// The engine answered, but what it holds does not allow the operation (a container not on
+    /// the configured network, an image without a command to append `args` to).
+    State {
+        /// The verb and object.
+        action: String,
+        /// What is wrong, and what would fix it.
+        message: String,
+    },
+    /// A bug in the core (a panic caught at the Python boundary): the whole message, naming
+    /// the operation and asking for a report.
+    Internal(String),
 }
 
 impl fmt::Display for CoreError {
@@ -85,8 +97,10 @@ impl fmt::Display for CoreError {
                 f,
                 "{action}: Docker responded with status code {status}: {message}"
             ),
-            CoreError::Request { action, message } => write!(f, "{action}: {message}"),
-            CoreError::InvalidSpec(message) => f.write_str(message),
+            CoreError::Request { action, message } | CoreError::State { action, message } => {
+                write!(f, "{action}: {message}")
+            }
+            CoreError::InvalidSpec(message) | CoreError::Internal(message) => f.write_str(message),
         }
     }
 }
@@ -134,6 +148,25 @@ impl CoreError {
         }
     }
 
+    /// A bug found while doing `what`, e.g. a panic caught before it reached Python.
+    #[must_use]
+    pub fn internal(what: &str, message: &str) -> Self {
+        CoreError::Internal(format!(
+            "internal error in {what}: {message}; please report it"
+        ))
+    }
+
+    /// A panic caught while doing `what` (its payload from `catch_unwind`), as an error.
+    #[must_use]
+    pub fn from_panic(what: &str, payload: &(dyn std::any::Any + Send)) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        CoreError::internal(what, message)
+    }
+
     /// The HTTP status of an API error, if this is one.
     #[must_use]
     pub fn status(&self) -> Option<u16> {
@@ -172,7 +205,9 @@ impl From<CoreError> for PyErr {
         match &err {
             CoreError::Connection { .. } => DockerConnectionError::new_err(message),
             CoreError::InvalidSpec(_) => PyValueError::new_err(message),
-            CoreError::Request { .. } => RustDockerError::new_err(message),
+            CoreError::Request { .. } | CoreError::State { .. } | CoreError::Internal(_) => {
+                RustDockerError::new_err(message)
+            }
             CoreError::Api { status, .. } => {
                 let status = *status;
                 let pyerr = match status {
@@ -192,3 +227,50 @@ impl From<CoreError> for PyErr {
 
 /// Result alias for the core.
 pub type CoreResult<T> = Result<T, CoreError>;
+
+impl From<crate::template::TemplateError> for CoreError {
+    fn from(err: crate::template::TemplateError) -> Self {
+        CoreError::InvalidSpec(err.to_string())
+    }
+}
+
+impl From<crate::memory::MemoryError> for CoreError {
+    fn from(err: crate::memory::MemoryError) -> Self {
+        CoreError::InvalidSpec(err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_become_internal_errors_naming_the_operation() {
+        let payload = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        let err = CoreError::from_panic("DockerClient.start_server", payload.as_ref());
+        assert!(matches!(err, CoreError::Internal(_)));
+        assert_eq!(
+            err.to_string(),
+            "internal error in DockerClient.start_server: boom 1; please report it"
+        );
+        let payload = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        let err = CoreError::from_panic("escape", payload.as_ref());
+        assert_eq!(
+            err.to_string(),
+            "internal error in escape: static; please report it"
+        );
+    }
+
+    #[test]
+    fn state_errors_name_the_action() {
+        let err = CoreError::State {
+            action: "find the address of container 'jupyter-alice'".to_owned(),
+            message: "it has no IP address on Docker network 'jhub'".to_owned(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "find the address of container 'jupyter-alice': it has no IP address on Docker network 'jhub'"
+        );
+        assert_eq!(err.status(), None);
+    }
+}

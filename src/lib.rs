@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod docker;
 pub mod dockerpy;
 pub mod errors;
+pub mod log;
 pub mod memory;
 pub mod spec;
 pub mod swarm;
@@ -38,6 +39,19 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::parse_byte_specification, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::parse_docker_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::build_create_body, m)?)?;
+    m.add_function(wrap_pyfunction!(log::set_logger, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::memory_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::cpu_cores, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::volume_binds, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::engine_mounts, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::docker_host, m)?)?;
+    // The label keys on every object rustdocker creates: defined once, in the core.
+    m.add("LABEL_MANAGED_BY", docker::MANAGED_LABEL)?;
+    m.add("LABEL_MANAGED_VALUE", docker::MANAGED_VALUE)?;
+    m.add("LABEL_HUB", docker::HUB_LABEL)?;
+    m.add("LABEL_USER", docker::USER_LABEL)?;
+    m.add("LABEL_SERVER", docker::SERVER_LABEL)?;
+    m.add("MAX_DOCKER_TIMEOUT", docker::MAX_DOCKER_TIMEOUT_SECS)?;
     m.add("RustDockerError", py.get_type::<errors::RustDockerError>())?;
     m.add(
         "DockerConnectionError",

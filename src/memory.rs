@@ -95,6 +95,86 @@ impl fmt::Display for MemoryError {
 
 impl std::error::Error for MemoryError {}
 
+/// A memory setting's value as configured (or returned by a callable), before checking.
+#[derive(Debug)]
+pub enum MemoryValue {
+    /// An integer number of bytes (Python `int`; `bool` counts as 0 or 1, as in `JupyterHub`).
+    Int(i128),
+    /// A float number of bytes, truncated toward zero.
+    Float(f64),
+    /// A `ByteSpecification` string such as `"512M"`.
+    Text(String),
+    /// Anything else, as Python's `repr` shows it.
+    Other(String),
+}
+
+/// The one check of `mem_limit`/`mem_guarantee` values, at configuration and at every start:
+/// `JupyterHub`'s `ByteSpecification` rules, with the values it would turn into a crash or a
+/// negative limit (NaN, infinity, overflow, negatives) refused. `setting` (e.g.
+/// `DockerSpawner.mem_limit`) is named in the error.
+///
+/// # Errors
+///
+/// `CoreError::InvalidSpec` naming the setting, the value and what is allowed.
+pub fn limit_bytes(setting: &str, value: &MemoryValue) -> crate::errors::CoreResult<u64> {
+    use crate::errors::CoreError;
+    let fits = |n: i128| u64::try_from(n).ok().filter(|b| i64::try_from(*b).is_ok());
+    match value {
+        MemoryValue::Int(n) if *n < 0 => Err(CoreError::InvalidSpec(format!(
+            "{setting} = {n} is negative: use a number of bytes >= 0, or a string such as '512M' or '1.5G'"
+        ))),
+        MemoryValue::Int(n) => fits(*n).ok_or_else(|| {
+            CoreError::InvalidSpec(format!(
+                "{setting} = {n} is too large: at most {} bytes (8 EiB) are allowed",
+                i64::MAX
+            ))
+        }),
+        MemoryValue::Float(x) if !x.is_finite() || *x < 0.0 || *x >= I64_LIMIT => {
+            Err(CoreError::InvalidSpec(format!(
+                "{setting} = {} is not allowed: use a finite number of bytes >= 0, or a string such as '512M' or '1.5G'",
+                python_float(*x)
+            )))
+        }
+        // Truncation toward zero, as `int(value)`; the range was checked above.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        MemoryValue::Float(x) => Ok(*x as u64),
+        // `parse_byte_specification` refuses negatives, so the count is never below zero.
+        MemoryValue::Text(text) => parse_byte_specification(text)
+            .map(i64::unsigned_abs)
+            .map_err(|e| CoreError::InvalidSpec(format!("{setting}: {e}"))),
+        MemoryValue::Other(repr) => Err(CoreError::InvalidSpec(format!(
+            "{setting} = {repr} is not a valid memory specification: use an integer number of bytes or a string with suffix K, M, G or T (e.g. '512M')"
+        ))),
+    }
+}
+
+/// The one check of `cpu_limit`/`cpu_guarantee` values: a finite number of cores >= 0.
+///
+/// # Errors
+///
+/// `CoreError::InvalidSpec` naming the setting and the value.
+pub fn cpu_cores(setting: &str, cores: f64) -> crate::errors::CoreResult<f64> {
+    if cores.is_finite() && cores >= 0.0 {
+        Ok(cores)
+    } else {
+        Err(crate::errors::CoreError::InvalidSpec(format!(
+            "{setting} = {} is not allowed: use a finite number of cores >= 0",
+            python_float(cores)
+        )))
+    }
+}
+
+/// A float as Python's `repr` writes the special values (`nan`, `inf`, `-inf`).
+fn python_float(x: f64) -> String {
+    if x.is_nan() {
+        "nan".to_owned()
+    } else if x.is_infinite() {
+        if x > 0.0 { "inf" } else { "-inf" }.to_owned()
+    } else {
+        format!("{x:?}")
+    }
+}
+
 /// Parses a memory string the way `JupyterHub`'s `ByteSpecification` does.
 ///
 /// Everything but the last character is read as a Python `float()` literal

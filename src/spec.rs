@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use bollard::models::ContainerCreateBody;
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::dockerpy;
@@ -17,24 +18,62 @@ use crate::errors::{CoreError, CoreResult};
 /// Default CFS period (µs) used to turn `cpu_limit` into a quota, as Docker's own `--cpus` does.
 pub const DEFAULT_CPU_PERIOD: i64 = 100_000;
 
-/// One `volumes`/`read_only_volumes` entry after templating: `source:target:mode[,propagation]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// One mount of a host path or named volume, in the `Binds` form `source:target:mode[,propagation]`,
+/// as parsed from the rendered `volumes` rows.
+#[derive(Debug)]
 pub struct Bind {
     /// Host path (absolute) or named volume.
     pub source: String,
     /// Path inside the container.
     pub target: String,
     /// `rw`, `ro`, `z`, `Z` or a comma list of them.
-    #[serde(default = "default_mode")]
     pub mode: String,
     /// Mount propagation (`rshared`, `rslave`, ...), if any.
-    #[serde(default)]
     pub propagation: Option<String>,
+    /// The setting it comes from, for messages.
+    pub setting: String,
 }
 
-fn default_mode() -> String {
-    "rw".to_owned()
+/// One entry of a volumes-like setting, rendered by Python but otherwise as the operator wrote
+/// it: `setting[source] = target`, where `target` is a container path or
+/// `{"bind": path, "mode": "rw", "propagation": ...}` (DockerSpawner's `volumes` value forms).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeEntry {
+    /// The setting the entry comes from (`volumes`, `read_only_volumes`, ...), for messages.
+    pub setting: String,
+    /// Host path (absolute) or named volume, rendered.
+    pub source: String,
+    /// A container path, or a dict with `bind` and optionally `mode` and `propagation`.
+    pub target: Value,
+    /// The mode when `target` gives none: `ro` for `read_only_volumes`.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A named volume as the configuration describes it (see `ContainerSpec::named_volumes`).
+#[derive(Debug, PartialEq)]
+pub struct VolumeSpec {
+    /// The volume's name.
+    pub name: String,
+    /// Its driver; None: the engine's default (`local`).
+    pub driver: Option<String>,
+    /// The driver's options (for `local`: `type`, `o`, `device`).
+    pub options: BTreeMap<String, String>,
+    /// Labels the configuration gives it, besides rustdocker's own.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A JSON object of strings (driver options, labels), or an error naming `what`.
+fn string_map(what: &str, map: &Map<String, Value>) -> CoreResult<BTreeMap<String, String>> {
+    map.iter()
+        .map(|(key, value)| match value {
+            Value::String(text) => Ok((key.clone(), text.clone())),
+            other => Err(CoreError::InvalidSpec(format!(
+                "{what}: {key}={other} is not allowed: use a string"
+            ))),
+        })
+        .collect()
 }
 
 /// Which image pulls `start` performs (DockerSpawner's `pull_policy`).
@@ -66,7 +105,7 @@ impl PullPolicy {
 }
 
 /// Everything `start` needs, as built by the Python spawner from its traits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerSpec {
     /// Container name (`object_name`).
@@ -76,6 +115,9 @@ pub struct ContainerSpec {
     /// Pull policy.
     #[serde(default)]
     pub pull_policy: PullPolicy,
+    /// Seconds a pull may bring nothing before it fails as stalled (`pull_stall_timeout`).
+    #[serde(default)]
+    pub pull_stall_timeout: Option<f64>,
     /// Command; `None` means the image's own `Cmd`.
     #[serde(default)]
     pub cmd: Option<Vec<String>>,
@@ -93,19 +135,33 @@ pub struct ContainerSpec {
     pub volume_labels: BTreeMap<String, String>,
     /// The port the server listens on inside the container.
     pub port: u16,
-    /// Bind mounts and named volumes, from `volumes` and `read_only_volumes`.
+    /// The rendered entries of `volumes`, `read_only_volumes` and the volumes the spawner adds
+    /// (internal-SSL certificates, a system user's home), in order: a later entry for the same
+    /// source replaces an earlier one, as in a Python dict.
     #[serde(default)]
-    pub binds: Vec<Bind>,
-    /// `mounts` entries: docker-py `Mount` keywords (`snake_case`) or Engine fields (`PascalCase`).
+    pub volumes: Vec<VolumeEntry>,
+    /// `mounts` entries, rendered: docker-py `Mount` keywords (`snake_case`) or Engine fields
+    /// (`PascalCase`).
     #[serde(default)]
     pub mounts: Vec<Map<String, Value>>,
-    /// Memory limit in bytes (`mem_limit`); `None` or 0 sends nothing.
+    /// `volumes` parsed (computed by `from_json`).
+    #[serde(skip)]
+    pub binds: Vec<Bind>,
+    /// `mounts` as Engine `Mount` objects, less those whose target a bind already mounts
+    /// (computed by `from_json`).
+    #[serde(skip)]
+    pub engine_mounts: Vec<Value>,
+    /// What `from_json` left out and why, for the spawner's log (computed by `from_json`).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+    /// Memory limit in bytes (`mem_limit`, checked by `memory::limit_bytes`); `None` or 0 sends
+    /// nothing.
     #[serde(default)]
-    pub mem_limit: Option<i64>,
+    pub mem_limit: Option<u64>,
     /// Memory reservation in bytes (`mem_guarantee`).
     #[serde(default)]
-    pub mem_guarantee: Option<i64>,
-    /// CPU limit in cores (`cpu_limit`).
+    pub mem_guarantee: Option<u64>,
+    /// CPU limit in cores (`cpu_limit`, checked by `memory::cpu_cores`).
     #[serde(default)]
     pub cpu_limit: Option<f64>,
     /// Network the container joins (`network_name`).
@@ -126,6 +182,11 @@ pub struct ContainerSpec {
     /// Raw Engine-API create fields merged over the computed body.
     #[serde(default)]
     pub extra_create: Map<String, Value>,
+    /// Create settings that apply where `extra_create` does not set them (the spawner's
+    /// `create_kwargs_defaults`, e.g. SystemUserSpawner's `user` and `working_dir`), in either
+    /// spelling.
+    #[serde(default)]
+    pub create_defaults: Map<String, Value>,
     /// Raw Engine-API `HostConfig` fields merged over the computed host config.
     #[serde(default)]
     pub extra_host_config: Map<String, Value>,
@@ -137,9 +198,19 @@ impl ContainerSpec {
         let mut spec: ContainerSpec = serde_json::from_str(text)
             .map_err(|e| CoreError::InvalidSpec(format!("invalid container spec: {e}")))?;
         spec.extra_create = dockerpy::create_kwargs("extra_create_kwargs", &spec.extra_create)?;
+        // Both sides in Engine spelling, so `user` in one and `User` in the other are one key.
+        for (key, value) in
+            dockerpy::create_kwargs("create_kwargs_defaults", &spec.create_defaults)?
+        {
+            spec.extra_create.entry(key).or_insert(value);
+        }
         spec.extra_host_config =
             dockerpy::host_config("extra_host_config", &spec.extra_host_config)?;
         spec.validate()?;
+        spec.binds = binds_from_entries(&spec.volumes)?;
+        let (mounts, warnings) = engine_mounts(&spec.mounts, &spec.binds)?;
+        spec.engine_mounts = mounts;
+        spec.warnings = warnings;
         Ok(spec)
     }
 
@@ -152,29 +223,59 @@ impl ContainerSpec {
         if self.image.is_empty() {
             return Err(CoreError::InvalidSpec("image is empty".to_owned()));
         }
-        if let Some(mem) = self.mem_limit {
-            if mem < 0 {
+        if let Some(stall) = self.pull_stall_timeout {
+            if !(1.0..=86_400.0).contains(&stall) {
                 return Err(CoreError::InvalidSpec(format!(
-                    "mem_limit {mem} is negative: use a positive number of bytes, or 0/None for no limit"
-                )));
-            }
-        }
-        if let Some(cpu) = self.cpu_limit {
-            if !cpu.is_finite() || cpu < 0.0 {
-                return Err(CoreError::InvalidSpec(format!(
-                    "cpu_limit {cpu} is not allowed: use a positive number of cores, or 0/None for no limit"
-                )));
-            }
-        }
-        for bind in &self.binds {
-            if bind.source.is_empty() || bind.target.is_empty() {
-                return Err(CoreError::InvalidSpec(format!(
-                    "volumes entry '{}' -> '{}' has an empty side",
-                    bind.source, bind.target
+                    "pull_stall_timeout = {stall} is not allowed: use a number of seconds from 1 to 86400"
                 )));
             }
         }
         Ok(())
+    }
+
+    /// `pull_stall_timeout` as a duration (the default when unset; checked by `from_json`).
+    #[must_use]
+    pub fn pull_stall(&self) -> std::time::Duration {
+        self.pull_stall_timeout
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+            .unwrap_or(crate::docker::images::DEFAULT_PULL_STALL)
+    }
+
+    /// The server this spec is for, from its labels (None when the spawner set none).
+    #[must_use]
+    pub fn owner(&self) -> Option<crate::docker::containers::Owner> {
+        crate::docker::containers::Owner::from_labels(|key| self.labels.get(key))
+    }
+
+    /// `text` with the values of secret-looking environment variables (the hub's API token, and
+    /// any `*TOKEN*`, `*SECRET*`, `*PASSWORD*`, `*KEY*` or `*CREDENTIAL*`) replaced by
+    /// `[redacted]`: for a container's output quoted in an error.
+    #[must_use]
+    pub fn redact(&self, text: &str) -> String {
+        const SECRET_WORDS: [&str; 6] =
+            ["TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"];
+        let extra_env = self.extra_create.get("Env").and_then(Value::as_array);
+        let extra = extra_env
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(|entry| entry.split_once('='));
+        let mut secrets: Vec<&str> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain(extra)
+            .filter(|(key, value)| {
+                let key = key.to_ascii_uppercase();
+                value.len() >= 4 && SECRET_WORDS.iter().any(|w| key.contains(w))
+            })
+            .map(|(_, value)| value)
+            .collect();
+        // Longest first, so a secret that contains another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.into_iter().fold(text.to_owned(), |text, secret| {
+            text.replace(secret, "[redacted]")
+        })
     }
 
     /// The port key Docker uses, e.g. `8888/tcp`.
@@ -183,29 +284,84 @@ impl ContainerSpec {
         format!("{}/tcp", self.port)
     }
 
-    /// Named volumes (not host paths) referenced by `binds` and by `type: volume` mounts.
-    /// These are created explicitly, with labels, before the container.
-    #[must_use]
-    pub fn named_volumes(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
+    /// The named volumes (not host paths) of `binds` and of `type: volume` mounts, as the
+    /// configuration describes them: a `mounts` entry's `driver_config` and `labels`, and for
+    /// the `volumes` entries `bind_driver` (`extra_host_config`'s `volume_driver`, or
+    /// SwarmSpawner's `volume_driver` with its options). These are created explicitly, with
+    /// labels, before the container. The first description of a name wins.
+    pub fn named_volumes(
+        &self,
+        bind_driver: Option<(&str, &Map<String, Value>)>,
+    ) -> CoreResult<Vec<VolumeSpec>> {
+        let mut volumes: Vec<VolumeSpec> = Vec::new();
+        let mut add = |volume: VolumeSpec| {
+            if !volumes.iter().any(|v| v.name == volume.name) {
+                volumes.push(volume);
+            }
+        };
+        let (driver, options) = match bind_driver {
+            Some((name, options)) if !name.is_empty() => (
+                Some(name.to_owned()),
+                string_map("volume_driver_options", options)?,
+            ),
+            _ => (None, BTreeMap::new()),
+        };
         for bind in &self.binds {
             if is_named_volume(&bind.source) {
-                names.push(bind.source.clone());
+                add(VolumeSpec {
+                    name: bind.source.clone(),
+                    driver: driver.clone(),
+                    options: options.clone(),
+                    labels: BTreeMap::new(),
+                });
             }
         }
-        for mount in &self.mounts {
-            let kind = get_str(mount, &["type", "Type"]).unwrap_or("volume");
-            if kind == "volume" {
-                if let Some(source) = get_str(mount, &["source", "Source"]) {
-                    if !source.is_empty() {
-                        names.push(source.to_owned());
-                    }
-                }
+        for mount in &self.engine_mounts {
+            let kind = mount
+                .get("Type")
+                .and_then(Value::as_str)
+                .unwrap_or("volume");
+            let source = mount.get("Source").and_then(Value::as_str).unwrap_or("");
+            if kind != "volume" || source.is_empty() {
+                continue;
             }
+            let opts = mount.get("VolumeOptions").and_then(Value::as_object);
+            let config = opts
+                .and_then(|o| o.get("DriverConfig"))
+                .and_then(Value::as_object);
+            let empty = Map::new();
+            add(VolumeSpec {
+                name: source.to_owned(),
+                driver: config
+                    .and_then(|c| c.get("Name"))
+                    .and_then(Value::as_str)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+                options: string_map(
+                    "mounts driver_config options",
+                    config
+                        .and_then(|c| c.get("Options"))
+                        .and_then(Value::as_object)
+                        .unwrap_or(&empty),
+                )?,
+                labels: string_map(
+                    "mounts labels",
+                    opts.and_then(|o| o.get("Labels"))
+                        .and_then(Value::as_object)
+                        .unwrap_or(&empty),
+                )?,
+            });
         }
-        names.sort();
-        names.dedup();
-        names
+        Ok(volumes)
+    }
+
+    /// `extra_host_config`'s `volume_driver` (Engine `VolumeDriver`): the driver of the
+    /// `volumes` entries' named volumes.
+    #[must_use]
+    pub fn bind_volume_driver(&self) -> Option<&str> {
+        self.extra_host_config
+            .get("VolumeDriver")
+            .and_then(Value::as_str)
     }
 
     /// The cpu period the quota is computed against: `extra_host_config`'s if given.
@@ -227,13 +383,8 @@ impl ContainerSpec {
         if !binds.is_empty() {
             host.insert("Binds".into(), json!(binds));
         }
-        let mounts = self
-            .mounts
-            .iter()
-            .map(mount_to_engine)
-            .collect::<CoreResult<Vec<Value>>>()?;
-        if !mounts.is_empty() {
-            host.insert("Mounts".into(), Value::Array(mounts));
+        if !self.engine_mounts.is_empty() {
+            host.insert("Mounts".into(), Value::Array(self.engine_mounts.clone()));
         }
         if !self.links.is_empty() {
             let links: Vec<String> = self
@@ -289,9 +440,15 @@ impl ContainerSpec {
                     "extra_create_kwargs environment {extra_env} is not allowed: use a dict or a list of 'KEY=value'"
                 )));
             };
-            for entry in entries {
-                let entry = entry.as_str().unwrap_or_default().to_owned();
-                let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+            for (i, entry) in entries.iter().enumerate() {
+                // The entry itself is not shown: it may hold a secret.
+                let Some(entry) = entry.as_str() else {
+                    return Err(CoreError::InvalidSpec(format!(
+                        "extra_create_kwargs environment[{i}] is not allowed: it is {}, not a 'KEY=value' string",
+                        dockerpy::json_kind(entry)
+                    )));
+                };
+                let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
                 env_map.insert(k.to_owned(), v.to_owned());
             }
         }
@@ -332,17 +489,15 @@ impl ContainerSpec {
 
     /// The typed create body, with unknown fields reported instead of silently dropped.
     pub fn create_body(&self, command: Option<Vec<String>>) -> CoreResult<ContainerCreateBody> {
-        let json = self.create_body_json(command)?;
-        let typed: ContainerCreateBody = serde_json::from_value(json.clone())
-            .map_err(|e| CoreError::InvalidSpec(format!("invalid container settings: {e}")))?;
-        let back = serde_json::to_value(&typed)
-            .map_err(|e| CoreError::InvalidSpec(format!("invalid container settings: {e}")))?;
-        if let Some(field) = first_unknown_field(&json, &back, "") {
-            return Err(CoreError::InvalidSpec(format!(
+        typed(
+            self.create_body_json(command)?,
+            "container settings",
+            |field| {
+                format!(
                 "unknown Docker Engine field '{field}' in extra_create_kwargs/extra_host_config: it is not part of the Engine API's container create body"
-            )));
-        }
-        Ok(typed)
+            )
+            },
+        )
     }
 }
 
@@ -361,9 +516,155 @@ pub fn bind_string(bind: &Bind) -> String {
     }
 }
 
-fn get_str<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a str> {
-    keys.iter()
-        .find_map(|k| map.get(*k).and_then(Value::as_str))
+/// Parses the rendered `volumes` rows into binds, keeping DockerSpawner's value forms and its
+/// dict semantics: a later row for the same source replaces the earlier one in its place.
+pub fn binds_from_entries(entries: &[VolumeEntry]) -> CoreResult<Vec<Bind>> {
+    let mut binds: Vec<Bind> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let bind = bind_from_entry(entry)?;
+        match binds.iter_mut().find(|b| b.source == bind.source) {
+            Some(existing) => *existing = bind,
+            None => binds.push(bind),
+        }
+    }
+    Ok(binds)
+}
+
+fn bind_from_entry(entry: &VolumeEntry) -> CoreResult<Bind> {
+    let VolumeEntry {
+        setting,
+        source,
+        target,
+        read_only,
+    } = entry;
+    let default_mode = if *read_only { "ro" } else { "rw" };
+    let not_allowed = || {
+        CoreError::InvalidSpec(format!(
+            "{setting}['{source}'] = {target} is not allowed: use a container path or {{'bind': path, 'mode': 'rw'|'ro'}}"
+        ))
+    };
+    let (path, mode, propagation) = match target {
+        Value::String(path) => (path.clone(), default_mode.to_owned(), None),
+        Value::Object(map) => {
+            let Some(bind) = map.get("bind") else {
+                return Err(CoreError::InvalidSpec(format!(
+                    "{setting}['{source}'] = {target} has no 'bind': use {{'bind': '/path/in/container', 'mode': 'rw'}}"
+                )));
+            };
+            let path = bind.as_str().ok_or_else(not_allowed)?.to_owned();
+            let text = |key: &str| -> CoreResult<Option<String>> {
+                match map.get(key) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(v)) => Ok(Some(v.clone())),
+                    Some(other) => Err(CoreError::InvalidSpec(format!(
+                        "{setting}['{source}']['{key}'] = {other} is not allowed: use a string"
+                    ))),
+                }
+            };
+            let mode = text("mode")?.unwrap_or_else(|| default_mode.to_owned());
+            let propagation = text("propagation")?.filter(|p| !p.is_empty());
+            (path, mode, propagation)
+        }
+        _ => return Err(not_allowed()),
+    };
+    if source.is_empty() || path.is_empty() {
+        return Err(CoreError::InvalidSpec(format!(
+            "{setting} entry '{source}' -> '{path}' has an empty side"
+        )));
+    }
+    check_source(setting, source)?;
+    Ok(Bind {
+        source: source.clone(),
+        target: path,
+        mode,
+        propagation,
+        setting: setting.clone(),
+    })
+}
+
+/// Refuses a rendered mount source that could land somewhere the operator did not say: a host
+/// path that is not absolute and normalised (a `..` or `.` component, e.g. from a user name of
+/// `..` in `{raw_username}`, which some authenticators allow), a named volume that looks like a
+/// path, or a NUL anywhere.
+fn check_source(setting: &str, source: &str) -> CoreResult<()> {
+    let refuse = |why: &str| {
+        Err(CoreError::InvalidSpec(format!(
+            "{setting}: the source '{}' is not allowed: {why}. A user or server name can make a template render like this: use {{username}} (escaped) rather than {{raw_username}} in paths",
+            source.escape_debug()
+        )))
+    };
+    if source.contains('\0') {
+        return refuse("it contains a NUL character");
+    }
+    if is_named_volume(source) {
+        if source.contains('/') || source == "." || source == ".." {
+            return refuse(
+                "a named volume's name cannot contain '/' and a host path must be absolute",
+            );
+        }
+        return Ok(());
+    }
+    if source
+        .trim_end_matches('/')
+        .split('/')
+        .skip(1)
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return refuse(
+            "a host path must be absolute and normalised, with no '.', '..' or empty component",
+        );
+    }
+    Ok(())
+}
+
+/// `path` without trailing slashes (`/` stays `/`), for comparing mount targets.
+fn normalised_target(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/"
+    } else {
+        trimmed
+    }
+}
+
+/// `mounts` converted to Engine `Mount` objects, less every entry whose target a bind already
+/// mounts (with a warning for each), and the warnings.
+///
+/// Docker refuses two mounts at one path ("Duplicate mount point"). The persistence guide's
+/// example sets both `volumes` and `mounts` for the notebook directory; the named volume is kept
+/// because the engine gives it the image's ownership of that directory, so the user can write
+/// to it, which a bind-mounted host directory created by root would not allow.
+pub fn engine_mounts(
+    mounts: &[Map<String, Value>],
+    binds: &[Bind],
+) -> CoreResult<(Vec<Value>, Vec<String>)> {
+    let mut kept = Vec::with_capacity(mounts.len());
+    let mut warnings = Vec::new();
+    for mount in mounts {
+        let converted = mount_to_engine(mount)?;
+        if let Some(source) = converted.get("Source").and_then(Value::as_str) {
+            if !source.is_empty() {
+                check_source("DockerSpawner.mounts", source)?;
+            }
+        }
+        let target = converted
+            .get("Target")
+            .and_then(Value::as_str)
+            .map(normalised_target)
+            .unwrap_or_default();
+        if let Some(bind) = binds
+            .iter()
+            .find(|b| normalised_target(&b.target) == target)
+        {
+            warnings.push(format!(
+                "DockerSpawner.mounts entry {converted} is skipped: {target} is already mounted there from {} ('{}')",
+                bind.setting, bind.source
+            ));
+            continue;
+        }
+        kept.push(converted);
+    }
+    Ok((kept, warnings))
 }
 
 /// Converts one `mounts` entry. docker-py's `Mount(**d)` keywords are accepted, as DockerSpawner
@@ -483,6 +784,24 @@ pub fn deep_merge(dest: &mut Map<String, Value>, src: &Map<String, Value>) {
     }
 }
 
+/// Engine-API JSON as bollard's typed model `T`, with a field the model does not know reported
+/// instead of silently dropped: the JSON is parsed, written back, and compared. `what` names the
+/// settings in a type error ("invalid {what}: ..."); `unknown` words the error for an unknown
+/// field, given its dotted path.
+pub(crate) fn typed<T: DeserializeOwned + Serialize>(
+    json: Value,
+    what: &str,
+    unknown: impl FnOnce(&str) -> String,
+) -> CoreResult<T> {
+    let invalid = |e: serde_json::Error| CoreError::InvalidSpec(format!("invalid {what}: {e}"));
+    let model = T::deserialize(&json).map_err(invalid)?;
+    let back = serde_json::to_value(&model).map_err(invalid)?;
+    match first_unknown_field(&json, &back, "") {
+        Some(field) => Err(CoreError::InvalidSpec(unknown(&field))),
+        None => Ok(model),
+    }
+}
+
 /// The first object key present in `sent` but lost by the typed round trip (`kept`), as a dotted
 /// path. Free-form maps (labels, env-like maps) keep all their keys, so only real unknowns show.
 pub(crate) fn first_unknown_field(sent: &Value, kept: &Value, path: &str) -> Option<String> {
@@ -568,9 +887,9 @@ mod tests {
 
     #[test]
     fn binds_and_volumes() {
-        let s = spec(json!({"binds": [
-            {"source": "jupyterhub-user-alice", "target": "/home/jovyan/work"},
-            {"source": "/data", "target": "/data", "mode": "ro", "propagation": "rshared"},
+        let s = spec(json!({"volumes": [
+            {"setting": "volumes", "source": "jupyterhub-user-alice", "target": "/home/jovyan/work"},
+            {"setting": "read_only_volumes", "source": "/data", "target": {"bind": "/data", "propagation": "rshared"}, "read_only": true},
         ]}));
         let body = s.create_body_json(None).unwrap();
         assert_eq!(
@@ -584,7 +903,13 @@ mod tests {
             body["Volumes"],
             json!({"/data": {}, "/home/jovyan/work": {}})
         );
-        assert_eq!(s.named_volumes(), vec!["jupyterhub-user-alice".to_owned()]);
+        let names: Vec<String> = s
+            .named_volumes(None)
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(names, vec!["jupyterhub-user-alice".to_owned()]);
     }
 
     #[test]
@@ -604,14 +929,20 @@ mod tests {
             json!({"Source": "vol-alice", "Target": "/v", "Type": "volume", "VolumeOptions": {"Labels": {"a": "b"}}})
         );
         assert_eq!(mounts[2]["Type"], json!("tmpfs"));
-        assert_eq!(s.named_volumes(), vec!["vol-alice".to_owned()]);
+        let volumes = s.named_volumes(None).unwrap();
+        assert_eq!(volumes.len(), 1);
+        assert_eq!(volumes[0].name, "vol-alice");
+        assert_eq!(volumes[0].labels.get("a").map(String::as_str), Some("b"));
         s.create_body(None).unwrap();
     }
 
     #[test]
     fn mount_unknown_key_is_named() {
-        let s = spec(json!({"mounts": [{"target": "/x", "sauce": "y"}]}));
-        let err = s.create_body_json(None).unwrap_err().to_string();
+        let err = ContainerSpec::from_json(
+            r#"{"name":"n","image":"i","port":8888,"mounts":[{"target":"/x","sauce":"y"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("'sauce'"), "{err}");
     }
 
@@ -637,6 +968,41 @@ mod tests {
             .unwrap();
         assert_eq!(body["HostConfig"]["NetworkMode"], json!("host"));
         assert!(body["HostConfig"].get("PortBindings").is_none());
+    }
+
+    #[test]
+    fn non_string_environment_entries_are_refused() {
+        let s = spec(json!({"extra_create": {"Env": ["A=1", {"TOKEN": "s3cret"}]}}));
+        let err = s.create_body_json(None).unwrap_err().to_string();
+        assert!(
+            err.contains("extra_create_kwargs environment[1]") && err.contains("a dict"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+        let s = spec(json!({"extra_create": {"environment": ["A=1", 2]}}));
+        let err = s.create_body_json(None).unwrap_err().to_string();
+        assert!(err.contains("environment[1]"), "{err}");
+    }
+
+    #[test]
+    fn typed_round_trip_names_type_errors_and_unknown_fields() {
+        let err = typed::<ContainerCreateBody>(json!({"User": 5}), "container settings", |f| {
+            format!("unknown {f}")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("invalid container settings: "), "{err}");
+        let err = typed::<ContainerCreateBody>(
+            json!({"HostConfig": {"ShmSise": 1}}),
+            "container settings",
+            |f| format!("unknown {f}"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "unknown HostConfig.ShmSise");
+        let body: ContainerCreateBody =
+            typed(json!({"User": "root"}), "container settings", str::to_owned).unwrap();
+        assert_eq!(body.user.as_deref(), Some("root"));
     }
 
     #[test]
@@ -677,22 +1043,137 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        for (extra, needle) in [
-            (json!({"mem_limit": -1}), "mem_limit -1"),
-            (json!({"cpu_limit": -0.5}), "cpu_limit -0.5"),
-            (json!({"cpu_limit": 0.001}), "too small"),
-        ] {
-            let mut base = json!({"name": "n", "image": "i", "port": 8888});
-            deep_merge(base.as_object_mut().unwrap(), extra.as_object().unwrap());
-            let err = ContainerSpec::from_json(&base.to_string())
+        let err =
+            ContainerSpec::from_json(r#"{"name":"n","image":"i","port":8888,"cpu_limit":0.001}"#)
                 .and_then(|s| s.create_body_json(None))
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains(needle), "{err}");
-        }
+        assert!(err.contains("too small"), "{err}");
         let err = ContainerSpec::from_json(r#"{"name":"n","image":"i","port":8888,"bogus":1}"#)
             .unwrap_err()
             .to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn negative_limits_are_refused_once_by_the_value_checks() {
+        use crate::memory::{cpu_cores, limit_bytes, MemoryValue};
+        let err = limit_bytes("DockerSpawner.mem_limit", &MemoryValue::Int(-1)).unwrap_err();
+        assert!(err.to_string().contains("mem_limit = -1"), "{err}");
+        let err = cpu_cores("DockerSpawner.cpu_limit", -0.5).unwrap_err();
+        assert!(err.to_string().contains("cpu_limit = -0.5"), "{err}");
+        // The spec's own types refuse a negative memory count that did not pass the check.
+        let err =
+            ContainerSpec::from_json(r#"{"name":"n","image":"i","port":8888,"mem_limit":-1}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("invalid container spec"), "{err}");
+    }
+
+    #[test]
+    fn volume_rows_keep_dict_semantics_and_name_the_setting() {
+        let rows = json!([
+            {"setting": "volumes", "source": "a", "target": "/a"},
+            {"setting": "volumes", "source": "b", "target": {"bind": "/b", "mode": "z"}},
+            {"setting": "read_only_volumes", "source": "a", "target": "/a2", "read_only": true},
+        ]);
+        let entries: Vec<VolumeEntry> = serde_json::from_value(rows).unwrap();
+        let binds = binds_from_entries(&entries).unwrap();
+        assert_eq!(
+            binds.iter().map(bind_string).collect::<Vec<_>>(),
+            vec!["a:/a2:ro", "b:/b:z"]
+        );
+        for (target, needle) in [
+            (json!({"mode": "ro"}), "has no 'bind'"),
+            (json!(5), "is not allowed"),
+            (json!({"bind": "/x", "mode": 1}), "['mode'] = 1"),
+            (json!(""), "empty side"),
+        ] {
+            let entries: Vec<VolumeEntry> = serde_json::from_value(
+                json!([{"setting": "read_only_volumes", "source": "s", "target": target}]),
+            )
+            .unwrap();
+            let err = binds_from_entries(&entries).unwrap_err().to_string();
+            assert!(
+                err.contains("read_only_volumes") && err.contains(needle),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn mounts_at_a_bind_target_are_skipped_with_a_warning() {
+        let s = spec(json!({
+            "volumes": [{"setting": "DockerSpawner.volumes", "source": "v", "target": "/home/jovyan/work"}],
+            "mounts": [
+                {"source": "/srv/{u}", "target": "/home/jovyan/work/", "type": "bind"},
+                {"type": "tmpfs", "target": "/t"},
+            ],
+        }));
+        assert_eq!(
+            s.engine_mounts,
+            vec![json!({"Target": "/t", "Type": "tmpfs"})]
+        );
+        assert_eq!(s.warnings.len(), 1);
+        assert!(
+            s.warnings[0].contains("from DockerSpawner.volumes ('v')"),
+            "{:?}",
+            s.warnings
+        );
+    }
+
+    #[test]
+    fn unsafe_sources_are_refused_before_anything_is_made() {
+        for source in [
+            "/srv/homes/..",
+            "/srv/homes/a/../../etc",
+            "/srv/./x",
+            "/srv//x",
+            "a/../../etc",
+            "..",
+            "vol\0x",
+        ] {
+            let rows =
+                json!([{"setting": "DockerSpawner.volumes", "source": source, "target": "/w"}]);
+            let err = ContainerSpec::from_json(
+                &json!({"name": "n", "image": "i", "port": 8888, "volumes": rows}).to_string(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("DockerSpawner.volumes: the source"),
+                "{source}: {err}"
+            );
+        }
+        for source in [
+            "/",
+            "/srv/data/",
+            "/srv/homes/alice",
+            "jupyterhub-user-alice",
+            "a..b",
+        ] {
+            check_source("DockerSpawner.volumes", source).unwrap();
+        }
+        let err = ContainerSpec::from_json(
+            &json!({"name": "n", "image": "i", "port": 8888,
+                    "mounts": [{"type": "bind", "source": "/srv/..", "target": "/w"}]})
+            .to_string(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("DockerSpawner.mounts: the source"), "{err}");
+    }
+
+    #[test]
+    fn redact_hides_secret_environment_values() {
+        let s = spec(
+            json!({"env": {"JUPYTERHUB_API_TOKEN": "tok-123456", "MY_PASSWORD": "pw-987", "HOME": "/home/jovyan"},
+                            "extra_create": {"environment": {"S3_SECRET_KEY": "s3-abcdef"}}}),
+        );
+        let out = s.redact("JUPYTERHUB_API_TOKEN=tok-123456 JPY_API_TOKEN=tok-123456 pw-987 s3-abcdef HOME=/home/jovyan");
+        assert_eq!(
+            out,
+            "JUPYTERHUB_API_TOKEN=[redacted] JPY_API_TOKEN=[redacted] [redacted] [redacted] HOME=/home/jovyan"
+        );
     }
 }

@@ -9,11 +9,12 @@ use bollard::models::ServiceSpec;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::errors::{CoreError, CoreResult};
-use crate::spec::{first_unknown_field, is_named_volume, mount_to_engine, ContainerSpec};
+use crate::dockerpy::pascal_case;
+use crate::errors::CoreResult;
+use crate::spec::{is_named_volume, typed, ContainerSpec};
 
 /// The settings only SwarmSpawner has (docker-py keyword names or Engine fields).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwarmExtras {
     /// `cpu_guarantee` in cores, a reservation.
@@ -54,21 +55,9 @@ const SPECIAL_NAMES: &[(&str, &str)] = &[
     ("env", "Env"),
 ];
 
+/// A swarm keyword as its Engine field, with the swarm model's own spellings.
 fn pascal(key: &str) -> String {
-    if key.chars().next().is_some_and(char::is_uppercase) {
-        return key.to_owned();
-    }
-    if let Some((_, name)) = SPECIAL_NAMES.iter().find(|(k, _)| *k == key) {
-        return (*name).to_owned();
-    }
-    key.split('_')
-        .map(|part| {
-            let mut chars = part.chars();
-            chars.next().map_or_else(String::new, |c| {
-                c.to_uppercase().chain(chars).collect::<String>()
-            })
-        })
-        .collect()
+    pascal_case(key, SPECIAL_NAMES)
 }
 
 /// Shallow-merges docker-py keywords (or Engine fields) into an Engine object, renaming keys;
@@ -121,9 +110,7 @@ pub fn service_spec_json(
         }
         mounts.push(mount);
     }
-    for mount in &spec.mounts {
-        mounts.push(mount_to_engine(mount)?);
-    }
+    mounts.extend(spec.engine_mounts.iter().cloned());
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut container = Map::new();
     container.insert("Image".into(), json!(spec.image));
@@ -219,17 +206,15 @@ pub fn service_spec(
     swarm: &SwarmExtras,
     command: Option<Vec<String>>,
 ) -> CoreResult<ServiceSpec> {
-    let json = service_spec_json(spec, swarm, command)?;
-    let typed: ServiceSpec = serde_json::from_value(json.clone())
-        .map_err(|e| CoreError::InvalidSpec(format!("invalid swarm service settings: {e}")))?;
-    let back = serde_json::to_value(&typed)
-        .map_err(|e| CoreError::InvalidSpec(format!("invalid swarm service settings: {e}")))?;
-    if let Some(field) = first_unknown_field(&json, &back, "") {
-        return Err(CoreError::InvalidSpec(format!(
-            "unknown Docker Engine field '{field}' in the swarm settings (extra_container_spec, extra_task_spec, extra_resources_spec, extra_placement_spec, extra_endpoint_spec)"
-        )));
-    }
-    Ok(typed)
+    typed::<ServiceSpec>(
+        service_spec_json(spec, swarm, command)?,
+        "swarm service settings",
+        |field| {
+            format!(
+                "unknown Docker Engine field '{field}' in the swarm settings (extra_container_spec, extra_task_spec, extra_resources_spec, extra_placement_spec, extra_endpoint_spec)"
+            )
+        },
+    )
 }
 
 #[cfg(test)]
@@ -245,9 +230,9 @@ mod tests {
 
     #[test]
     fn named_volumes_are_volume_mounts_and_binds_are_binds() {
-        let spec = container(json!({"binds": [
-            {"source": "jupyterhub-user-alice", "target": "/home/jovyan/work"},
-            {"source": "/srv/data", "target": "/data", "mode": "ro", "propagation": "rslave"},
+        let spec = container(json!({"volumes": [
+            {"setting": "volumes", "source": "jupyterhub-user-alice", "target": "/home/jovyan/work"},
+            {"setting": "volumes", "source": "/srv/data", "target": {"bind": "/data", "mode": "ro", "propagation": "rslave"}},
         ]}));
         let swarm = SwarmExtras {
             volume_driver: "local".into(),

@@ -27,7 +27,7 @@ pub type Namespace = BTreeMap<String, String>;
 const MAX_WIDTH: usize = 1_000_000;
 
 /// Why a template could not be rendered by [`render_strict`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum TemplateError {
     /// The template names a field that is not in the namespace (Python's
     /// `KeyError`).

@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
 from rustdocker import _core
 
-from conftest import docker, exists, inspect, make_spawner
-from dockerproxy import CountingProxy
-
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("tiny_image")]
+from conftest import CountingProxy, docker, exists, inspect, make_spawner, wait_for
 
 
-@pytest.fixture
-async def proxy(tmp_path: Path) -> AsyncIterator[CountingProxy]:
-    async with CountingProxy(tmp_path / "docker.sock") as p:
-        yield p
-
-
-async def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> float:
-    """Polls `condition` until true; returns how long it took. Fails after `seconds`."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > seconds:
-            pytest.fail(f"{what}: not within {seconds}s")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
-
-
+@pytest.mark.docker
 async def test_poll_makes_no_api_call_once_synced(unique: str, proxy: CountingProxy) -> None:
     spawners = [make_spawner(f"{unique}-{i}", docker_host=proxy.url, remove=True) for i in range(5)]
     await asyncio.gather(*(s.start() for s in spawners))
@@ -52,6 +32,7 @@ async def test_poll_makes_no_api_call_once_synced(unique: str, proxy: CountingPr
     await asyncio.gather(*(s.stop() for s in spawners))
 
 
+@pytest.mark.docker
 async def test_kill_and_remove_outside_jupyterhub_seen_within_a_second(
     unique: str, proxy: CountingProxy
 ) -> None:
@@ -74,6 +55,7 @@ async def test_kill_and_remove_outside_jupyterhub_seen_within_a_second(
     assert await s.poll() == 0
 
 
+@pytest.mark.docker
 async def test_fresh_cache_after_hub_restart(unique: str) -> None:
     running = make_spawner(f"{unique}-a")
     vanished = make_spawner(f"{unique}-b")
@@ -99,6 +81,7 @@ async def test_fresh_cache_after_hub_restart(unique: str) -> None:
     await s1.stop()
 
 
+@pytest.mark.docker
 async def test_disconnect_resyncs_and_polls_stay_correct(unique: str, proxy: CountingProxy) -> None:
     s = make_spawner(unique, docker_host=proxy.url, remove=True)
     await s.start()
@@ -125,14 +108,17 @@ async def test_disconnect_resyncs_and_polls_stay_correct(unique: str, proxy: Cou
     assert not exists("container", s.object_name)
 
 
-async def test_a_slow_stop_does_not_delay_another_user(unique: str) -> None:
-    # PID 1 ignores SIGTERM, so its stop waits out the 3 s grace period.
+@pytest.mark.docker
+async def test_a_slow_stop_does_not_delay_another_user(unique: str, proxy: CountingProxy) -> None:
+    # PID 1 ignores SIGTERM, so its stop waits out the 3 s grace period. Both users share the
+    # hub's client, here through the proxy.
     slow = make_spawner(
         f"{unique}-slow", cmd=["sh", "-c", "trap '' TERM; httpd -f -p 8888 -h /www"],
-        stop_timeout=3, remove=True,
+        stop_timeout=3, remove=True, docker_host=proxy.url,
     )  # fmt: skip
-    fast = make_spawner(f"{unique}-fast", remove=True)
+    fast = make_spawner(f"{unique}-fast", remove=True, docker_host=proxy.url)
     await slow.start()
+    stops = proxy.count("/stop")
     finished: list[str] = []
 
     async def run(name: str, coro_fn: Callable[[], object]) -> None:
@@ -140,7 +126,9 @@ async def test_a_slow_stop_does_not_delay_another_user(unique: str) -> None:
         finished.append(name)
 
     async def fast_cycle() -> None:
-        await asyncio.sleep(0.2)  # the slow stop is under way
+        # The slow stop takes its container's lock before it asks the engine to stop it: once
+        # the proxy has seen that request, the stop is under way and holds the lock.
+        await wait_for(lambda: proxy.count("/stop") > stops, 5, "the slow stop under way")
         await fast.start()
         assert await fast.poll() is None
         await fast.stop()

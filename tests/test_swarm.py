@@ -1,4 +1,5 @@
-"""SwarmSpawner against a real single-node swarm (`docker swarm init` on 127.0.0.1)."""
+"""SwarmSpawner: settings, and services on a real single-node swarm (`docker swarm init` on
+127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,21 @@ import rustdocker
 
 from conftest import SESSION_HUB_ID, TINY_IMAGE, docker, exists, make_spawner
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("tiny_image")]
+
+def test_swarm_settings_and_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep for ep in entry_points(group="jupyterhub.spawners")}
+    assert eps["rustdocker-swarm"].load() is rustdocker.SwarmSpawner
+    s = make_spawner(cls=rustdocker.SwarmSpawner, image=TINY_IMAGE)
+    assert s.network_name == "" and s.use_internal_ip is True and s.object_type == "service"
+
+
+# ------------------------------------------------------------------ on the engine
 
 
 @pytest.fixture(scope="module")
-def swarm() -> Iterator[None]:
+def swarm(engine: None) -> Iterator[None]:
     state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
     joined_here = state != "active"
     if joined_here:
@@ -42,6 +53,7 @@ def service(name: str) -> dict:
     return json.loads(docker("service", "inspect", name).stdout)[0]  # type: ignore[no-any-return]
 
 
+@pytest.mark.docker
 @pytest.mark.usefixtures("swarm")
 async def test_service_lifecycle_with_volumes_and_limits(unique: str, tmp_path: Path) -> None:
     s = make_spawner(
@@ -86,6 +98,7 @@ async def test_service_lifecycle_with_volumes_and_limits(unique: str, tmp_path: 
     assert exists("volume", f"jupyterhub-user-{unique}")  # never deleted
 
 
+@pytest.mark.docker
 @pytest.mark.usefixtures("swarm")
 async def test_rejected_task_fails_at_once_and_leaves_nothing(unique: str) -> None:
     s = make_spawner(
@@ -100,12 +113,3 @@ async def test_rejected_task_fails_at_once_and_leaves_nothing(unique: str) -> No
     assert time.monotonic() - start < s.start_timeout  # not spinning until start_timeout
     assert "/nonexistent/rustdocker/path" in str(info.value)
     assert docker("service", "inspect", s.object_name, check=False).returncode != 0
-
-
-def test_swarm_settings_and_entry_point() -> None:
-    from importlib.metadata import entry_points
-
-    eps = {ep.name: ep for ep in entry_points(group="jupyterhub.spawners")}
-    assert eps["rustdocker-swarm"].load() is rustdocker.SwarmSpawner
-    s = make_spawner(cls=rustdocker.SwarmSpawner, image=TINY_IMAGE)
-    assert s.network_name == "" and s.use_internal_ip is True and s.object_type == "service"

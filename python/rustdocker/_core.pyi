@@ -5,8 +5,51 @@ the await drops the Rust future, and a cancelled `start_server` undoes what it h
 """
 
 from collections.abc import Awaitable
+from typing import Any, Protocol, final, type_check_only
+
+__all__ = [
+    "LABEL_HUB",
+    "LABEL_MANAGED_BY",
+    "LABEL_MANAGED_VALUE",
+    "LABEL_SERVER",
+    "LABEL_USER",
+    "MAX_DOCKER_TIMEOUT",
+    "ConflictError",
+    "ContainerStatus",
+    "DockerApiError",
+    "DockerClient",
+    "DockerConnectionError",
+    "NotFoundError",
+    "RustDockerError",
+    "StartResult",
+    "__version__",
+    "build_create_body",
+    "cpu_cores",
+    "docker_host",
+    "engine_mounts",
+    "escape",
+    "escape_legacy",
+    "format_template",
+    "format_template_lenient",
+    "imagename",
+    "memory_bytes",
+    "parse_byte_specification",
+    "parse_docker_bytes",
+    "set_logger",
+    "volume_binds",
+]
 
 __version__: str
+
+#: Label keys (and the managed-by value) on every object rustdocker creates.
+LABEL_MANAGED_BY: str
+LABEL_MANAGED_VALUE: str
+LABEL_HUB: str
+LABEL_USER: str
+LABEL_SERVER: str
+
+#: The largest `docker_timeout` (seconds) the client accepts.
+MAX_DOCKER_TIMEOUT: int
 
 class RustDockerError(Exception):
     """Base class of every error raised by the Docker layer."""
@@ -25,6 +68,7 @@ class NotFoundError(DockerApiError):
 class ConflictError(DockerApiError):
     """409 from the engine."""
 
+@final
 class StartResult:
     """What `DockerClient.start_server` did."""
 
@@ -43,7 +87,12 @@ class StartResult:
     def ip(self) -> str: ...
     @property
     def port(self) -> int: ...
+    @property
+    def warnings(self) -> list[str]:
+        """What the spec left out and why (a `mounts` entry at a path a volume already mounts),
+        for the spawner's log."""
 
+@final
 class ContainerStatus:
     """A container's state."""
 
@@ -56,7 +105,14 @@ class ContainerStatus:
     @property
     def status(self) -> str:
         """Docker's status word: running, exited, created, paused, ..."""
+    @property
+    def managed(self) -> bool:
+        """Whether rustdocker made it (it carries the rustdocker labels)."""
+    def owned_by(self, labels: dict[str, str], adopt_unlabelled: bool) -> bool:
+        """Whether the server whose object labels are `labels` may act on it: made for that
+        server (same hub, user and server), or unlabelled and `adopt_unlabelled`."""
 
+@final
 class DockerClient:
     """A connected, version-negotiated Docker engine, shared by a hub's spawners."""
 
@@ -79,14 +135,35 @@ class DockerClient:
         """Pull per policy, find or create, start, and return where the server listens.
         `ValueError` for an invalid spec (nothing is created)."""
     def stop_server(
-        self, name: str, timeout: int | None = None, remove: bool = False
-    ) -> Awaitable[None]:
-        """Stop the container (missing or stopped is fine); with `remove`, remove it (never
-        its volumes)."""
+        self,
+        name: str,
+        labels: dict[str, str],
+        target: str | None = None,
+        timeout: int | None = None,
+        remove: bool = False,
+        adopt_unlabelled: bool = False,
+    ) -> Awaitable[bool]:
+        """Stop the server's container `target` (id or name; default `name`) under the lock of
+        its name, if it is that server's (`ContainerStatus.owned_by`); with `remove`, remove it
+        (never its volumes). Missing or stopped is fine. Whether it acted."""
+    def remove_stopped_server(
+        self,
+        name: str,
+        labels: dict[str, str],
+        target: str | None = None,
+        adopt_unlabelled: bool = False,
+    ) -> Awaitable[bool]:
+        """Remove the server's stopped container under the lock of its name; a running one or
+        a failed removal raises. Whether it removed one."""
     def remove_container(self, name: str, force: bool = True) -> Awaitable[None]:
         """Remove a container, never its volumes; a missing container is fine."""
     def container_status(self, name: str) -> Awaitable[ContainerStatus | None]:
         """The container's state, or None when it does not exist."""
+    def inspect_container(
+        self, name: str, labels: dict[str, str], adopt_unlabelled: bool = False
+    ) -> Awaitable[str | None]:
+        """The engine's inspect of the container as JSON, or None when it does not exist or is
+        not the server's whose labels are `labels` (`ContainerStatus.owned_by`)."""
     def cached_status(self, name: str) -> ContainerStatus | None:
         """The state from the events-driven cache, with no API call: None when the cache is not
         synced or does not know the container (then await `container_status`)."""
@@ -101,13 +178,21 @@ class DockerClient:
     ) -> Awaitable[tuple[str, int] | None]:
         """Where a running container's server is reached now; None when it is missing or not
         running."""
-    def start_service(self, spec_json: str, swarm_json: str) -> Awaitable[tuple[str, str, int]]:
+    def start_service(
+        self, spec_json: str, swarm_json: str
+    ) -> Awaitable[tuple[str, str, int, list[str]]]:
         """Replace any service of the name, create it, wait until its task runs; `(id, ip,
         port)`. A rejected or failed task fails with the swarm's reason. Safe to cancel."""
-    def service_status(self, name: str) -> Awaitable[tuple[bool, str, int] | None]:
-        """`(running or starting, task state, exit code)` of the newest task, or None."""
-    def remove_service(self, name: str) -> Awaitable[None]:
-        """Remove a swarm service; a missing one is fine."""
+    def service_status(
+        self, name: str, labels: dict[str, str], adopt_unlabelled: bool = False
+    ) -> Awaitable[tuple[bool, str, int] | None]:
+        """A swarm service's newest task `(running, state, exit_code)`; None when the service
+        does not exist or is not the server's whose labels are `labels`."""
+    def remove_service(
+        self, name: str, labels: dict[str, str], adopt_unlabelled: bool = False
+    ) -> Awaitable[bool]:
+        """Remove the server's swarm service (missing is fine), if it is that server's; whether
+        it removed it."""
     def stage_files(
         self,
         volume: str,
@@ -126,6 +211,10 @@ class DockerClient:
     def exec_run(self, name: str, cmd: list[str]) -> Awaitable[tuple[int | None, str, str]]:
         """Run `cmd` (no shell) in the container as its default user; `(exit_code, stdout,
         stderr)`."""
+    def settle(self, name: str, claimed: bool) -> None:
+        """Settles the result of a start of `name` that reached Python: `claimed` right after
+        the await returned it, or abandoned (the await was cancelled), which undoes the start.
+        A start's result not claimed within a minute is undone too."""
     def wait_idle(self, name: str) -> Awaitable[None]:
         """Wait until no start or stop of container `name` is in progress."""
 
@@ -153,3 +242,29 @@ def parse_docker_bytes(value: str) -> int:
 
 def build_create_body(spec_json: str) -> str:
     """The Engine-API create body a spec produces, as JSON, without contacting the engine."""
+
+@type_check_only
+class SupportsLog(Protocol):
+    def log(self, level: int, msg: str) -> object: ...
+
+def set_logger(logger: SupportsLog | None) -> None:
+    """Where the core's log lines go (e.g. the hub's `logging.Logger`); None: nowhere. The last
+    call wins for the whole process. `ValueError` for an object without a callable `log`."""
+
+def memory_bytes(value: Any, setting: str) -> int | None:
+    """The one check of `mem_limit`/`mem_guarantee` values: int, float or `ByteSpecification`
+    string in, bytes out (None stays None); `ValueError` names `setting` and the value."""
+
+def cpu_cores(value: Any, setting: str) -> float | None:
+    """The one check of `cpu_limit` values: a finite number of cores >= 0 (None stays None);
+    `ValueError` names `setting` and the value."""
+
+def volume_binds(volumes_json: str) -> str:
+    """DockerSpawner's `volume_binds` (JSON) from rendered `volumes` rows (JSON)."""
+
+def engine_mounts(mounts_json: str) -> str:
+    """Rendered `mounts` entries (JSON) as Engine `Mount` objects (JSON)."""
+
+def docker_host(host: str | None = None) -> tuple[str, str]:
+    """`(the Docker host to use, its hostname)`: `host`, else `DOCKER_HOST`, else the local
+    socket; the hostname is `127.0.0.1` for a local socket."""

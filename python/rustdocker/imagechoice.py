@@ -1,15 +1,33 @@
-"""Choosing the image: `allowed_images`, the spawn form and the `image` user option.
+"""Choosing the image: `image`, `allowed_images`, the spawn form, the `image` user option and
+`pull_policy`.
 
-Pure helpers, no spawner state: the spawner calls them with its settings.
+The pure helpers at the top hold the rules; `ImageChoice` holds the settings and applies them at
+each start.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+import inspect
+import warnings
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from tornado import web
+from traitlets import Any as AnyTrait
+from traitlets import (
+    CaselessStrEnum,
+    Dict,
+    Float,
+    List,
+    TraitError,
+    Unicode,
+    Union,
+    default,
+    validate,
+)
+
+from .traits import SpawnerPart
 
 try:  # JupyterHub >= 6: a policy refusal the hub logs without a traceback.
     from jupyterhub.spawner import SpawnException as _SpawnException
@@ -88,3 +106,228 @@ def refusal(message: str, *, reason: str, status_code: int = 400) -> web.HTTPErr
         error: web.HTTPError = _SpawnException(message, reason=reason, status_code=status_code)
         return error
     return web.HTTPError(status_code, "%s", message)
+
+
+async def maybe_await(value: Any) -> Any:
+    """`value`, awaited if it is awaitable (for settings that may be async callables)."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def default_image() -> str:
+    """The singleuser image matching the running JupyterHub's version."""
+    import jupyterhub
+
+    major, minor = jupyterhub.version_info[:2]
+    return f"quay.io/jupyterhub/singleuser:{major}.{minor}"
+
+
+async def _image_options_form(spawner: ImageChoice) -> str:
+    """`options_form` when `allowed_images` is a callable: built at every display."""
+    return options_form_html(await spawner._get_allowed_images(), spawner.image)
+
+
+class ImageChoice(SpawnerPart):
+    """The image a server runs, the choice users have, and when it is pulled."""
+
+    image = Unicode(
+        help="""The image the user's server runs in.
+
+        The default follows the running JupyterHub's version,
+        `quay.io/jupyterhub/singleuser:<major>.<minor>`, so hub and server match. The image must
+        start `jupyterhub-singleuser` (its CMD, or `cmd`). Changing it affects new containers
+        only: with `remove = False` an existing stopped container is restarted as it is.
+        An `image` user option allowed by `allowed_images` replaces it for that start.
+
+        Example: `c.DockerSpawner.image = "quay.io/jupyter/scipy-notebook:2024-12-02"`
+        """,
+    ).tag(config=True)
+
+    @default("image")
+    def _image_default(self) -> str:
+        return default_image()
+
+    allowed_images = Union(
+        [AnyTrait(), Dict(), List()],
+        default_value={},
+        help="""Images users may choose from when they start a server, as `{key: image}`.
+
+        Users choose with the `image` user option: the spawn form (shown when there are two or
+        more images), the REST API (`{"user_options": {"image": "<key>"}}`) or
+        `/hub/spawn?opt-image=<key>`. The key is what users see and send, the value the image
+        that runs, so a dict gives images friendly names; a list is short for `{image: image}`.
+        `"*"` allows any image: only for hubs whose users may run anything. A callable
+        `f(spawner)`, possibly async, returning any of these (or None) is called, and its result
+        checked, at every form display and every start, so it can depend on the user's groups.
+
+        Empty (the default): users cannot choose, and a request naming any image other than
+        `image` fails with HTTP 400. A refused request is told the allowed keys. A string other
+        than `"*"` is an error when the configuration is loaded.
+
+        Example::
+
+            c.DockerSpawner.allowed_images = {
+                "Python": "quay.io/jupyter/scipy-notebook:2024-12-02",
+                "R": "quay.io/jupyter/r-notebook:2024-12-02",
+            }
+        """,
+    ).tag(config=True)
+
+    @validate("allowed_images")
+    def _validate_allowed_images(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if callable(value):
+            return value
+        return normalize_allowed_images(value, f"{type(self).__name__}.allowed_images")
+
+    async def _get_allowed_images(self) -> AllowedImages:
+        """`allowed_images` now: a callable is called (and awaited) and its result validated."""
+        value = self.allowed_images
+        if callable(value):
+            value = normalize_allowed_images(
+                await maybe_await(value(self)),
+                f"{type(self).__name__}.allowed_images (the callable's result)",
+            )
+        return value
+
+    @default("options_form")
+    def _options_form_default(self) -> Any:
+        # A static list gives the form once, as DockerSpawner; a callable list is asked at every
+        # display, which the hub supports through a callable options_form.
+        if callable(self.allowed_images):
+            return _image_options_form
+        return options_form_html(self.allowed_images, self.image)
+
+    @default("options_from_form")
+    def _options_from_form_default(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        return image_from_form
+
+    async def check_allowed(self, image: Any) -> str:
+        """The image to launch for a requested `image` user option.
+
+        A key of `allowed_images` gives its image, and an allowed image itself is accepted
+        (DockerSpawner refuses the real name of an aliased image). The image this start runs
+        without the option (`image`, after `group_overrides`) is always accepted: asking for
+        the default is not a choice (DockerSpawner refuses it when `allowed_images` is empty).
+        Anything else raises `SpawnException` (HTTP 400) naming the allowed keys.
+        """
+        if isinstance(image, list | tuple) and len(image) == 1:
+            image = image[0]  # a form's value, through options_from_form = "passthrough"
+        if not isinstance(image, str) or not image:
+            raise refusal(
+                f"The image option must be the name of an image, not {image!r}", reason="image"
+            )
+        allowed = await self._get_allowed_images()
+        if isinstance(allowed, str):  # "*"
+            return image
+        if image in allowed:
+            return allowed[image]
+        default_image = self._image_without_option or self.image
+        if image in allowed.values() or image == default_image:
+            return image
+        if not allowed:
+            raise refusal("Specifying image to launch is not allowed", reason="image")
+        raise refusal(
+            f"Image {image!r} is not allowed: choose one of: {', '.join(allowed)}", reason="image"
+        )
+
+    def check_image_whitelist(self, image: Any) -> Awaitable[str]:
+        """Deprecated since DockerSpawner 12.0: use `check_allowed`."""
+        cls = type(self).__name__
+        warnings.warn(
+            f"{cls}.check_image_whitelist is deprecated in DockerSpawner 12.0. "
+            f"Please use {cls}.check_allowed instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.check_allowed(image)
+
+    # The image a start runs without the `image` user option (noted after group_overrides), and
+    # (that image, the chosen one) of the last start that applied the option: the choice holds
+    # for that start only, as it would after a hub restart.
+    _image_without_option: str | None = None
+    _image_option_applied: tuple[str, str] | None = None
+
+    def _undo_image_option(self) -> None:
+        applied, self._image_option_applied = self._image_option_applied, None
+        if applied is not None and self.image == applied[1]:
+            self.image = applied[0]
+
+    async def apply_group_overrides(self) -> None:
+        # The hub's first step of every spawn (JupyterHub >= 5).
+        self._undo_image_option()
+        await super().apply_group_overrides()
+        self._image_without_option = self.image
+
+    async def _run_apply_user_options(self, user_options: Any) -> None:
+        # JupyterHub >= 5.3 warns about user options its `apply_user_options` does not handle;
+        # `image` is handled by start(), so it is not passed to the hub's handling unless an
+        # `apply_user_options` callable (which sees every option) or dict entry asks for it.
+        run = getattr(super(), "_run_apply_user_options", None)
+        if run is None:  # pragma: no cover - JupyterHub < 5.3 does not call this
+            return
+        hook = self.apply_user_options
+        if (
+            isinstance(user_options, dict)
+            and "image" in user_options
+            and (not hook or (isinstance(hook, dict) and "image" not in hook))
+        ):
+            user_options = {k: v for k, v in user_options.items() if k != "image"}
+        await run(user_options)
+
+    async def _apply_image_option(self) -> None:
+        """start()'s first step: the `image` user option, checked, becomes `image`."""
+        if self._image_without_option is None:
+            # start() without the hub's preparation.
+            self._undo_image_option()
+            self._image_without_option = self.image
+        try:
+            options = self.user_options if isinstance(self.user_options, dict) else {}
+            requested = options.get("image")
+            if requested:
+                chosen = await self.check_allowed(requested)
+                self.log.info(
+                    "%s runs image %s (user option image=%r)", self._log_name, chosen, requested
+                )
+                self._image_option_applied = (self._image_without_option, chosen)
+                self.image = chosen
+        finally:
+            self._image_without_option = None
+
+    pull_policy = CaselessStrEnum(
+        ["always", "ifnotpresent", "never", "skip"],
+        default_value="ifnotpresent",
+        help="""When to pull the image before a start (case-insensitive).
+
+        - `ifnotpresent` (default): pull only when the engine does not have it;
+        - `always`: pull on every start (picks up a moved tag, costs a registry round trip);
+        - `never`: fail the start when the image is missing;
+        - `skip`: do not look at the image at all.
+
+        An error the registry reports during the pull fails the start with that error.
+
+        Example: `c.DockerSpawner.pull_policy = "always"`
+        """,
+    ).tag(config=True)
+
+    pull_stall_timeout = Float(
+        120.0,
+        help="""Seconds a pull may receive nothing from the registry before the start fails
+        with an error naming the image and the registry (a registry that stopped sending would
+        otherwise hold the spawn until `start_timeout`). A slow but moving pull is never cut
+        short. From 1 to 86400.
+
+        Example: `c.DockerSpawner.pull_stall_timeout = 300`
+        """,
+    ).tag(config=True)
+
+    @validate("pull_stall_timeout")
+    def _validate_pull_stall_timeout(self, proposal: Any) -> float:
+        value = float(proposal["value"])
+        if not 1.0 <= value <= 86400.0:
+            raise TraitError(
+                f"{type(self).__name__}.pull_stall_timeout = {value!r} is not allowed: use a "
+                "number of seconds from 1 to 86400"
+            )
+        return value

@@ -137,13 +137,16 @@ class SwarmSpawner(DockerSpawner):
             )
         spec["extra_host_config"] = {}
         spec["extra_create"] = {}
+        spec["create_defaults"] = {}
         if self.post_start_cmd:
             self.log.warning("SwarmSpawner: post_start_cmd is not run for services")
         client = await self.docker_client()
         name = spec["name"]
-        service_id, ip, port = await self._until_done(
+        service_id, ip, port, warnings = await self._until_done(
             client, name, client.start_service(json.dumps(spec), json.dumps(self._swarm_extras()))
         )
+        for warning in warnings:
+            self.log.warning("%s: %s", self._log_name, warning)
         self.object_id = service_id
         self._persisted_name = name
         self.log.info("Started service %s (id %s) from %s", name, service_id[:12], self.image)
@@ -153,13 +156,18 @@ class SwarmSpawner(DockerSpawner):
 
     async def stop(self, now: bool = False) -> None:
         client = await self.docker_client()
-        await client.remove_service(self.object_id or self.object_name)
+        # Only this server's own service (see DockerSpawner.stop).
+        await client.remove_service(
+            self.object_name, self._labels(), adopt_unlabelled=self._state_records_container
+        )
         self.object_id = ""
         self.clear_state()
 
-    async def poll(self) -> int | None:
+    async def _poll_engine(self) -> int | None:
         client = await self.docker_client()
-        status = await client.service_status(self.object_id or self.object_name)
+        status = await client.service_status(
+            self.object_name, self._labels(), adopt_unlabelled=self._state_records_container
+        )
         if status is None:
             return 0
         running, _state, exit_code = status

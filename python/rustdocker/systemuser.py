@@ -121,15 +121,18 @@ class SystemUserSpawner(DockerSpawner):
         """The user's home directory in the container."""
         return self._format_home(self.image_homedir_format_string, "image_homedir_format_string")
 
-    @property
-    def volume_binds(self) -> dict[str, dict[str, str]]:
-        binds = super().volume_binds
-        # The user name is used as it is: it names a system account, not a Docker object.
-        home = {"bind": self.homedir, "mode": "rw"}
+    def volume_rows(self) -> list[dict[str, Any]]:
+        # The home directory is mounted last, so it wins over a `volumes` entry of the same
+        # host path. The user name is used as it is: it names a system account, not a Docker
+        # object.
+        home: dict[str, str] = {"bind": self.homedir, "mode": "rw"}
         if self.homedir_bind_propagation:
             home["propagation"] = self.homedir_bind_propagation
-        binds[self.host_homedir] = home
-        return binds
+        setting = f"{type(self).__name__}.host_homedir_format_string"
+        return [
+            *super().volume_rows(),
+            {"setting": setting, "source": self.host_homedir, "target": home},
+        ]
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traitlets import TraitError, TraitType
+from traitlets.config import LoggingConfigurable
 
 from . import _core
+
+if TYPE_CHECKING:
+    from jupyterhub.spawner import Spawner as SpawnerPart
+else:
+
+    class SpawnerPart(LoggingConfigurable):
+        """The base of the classes DockerSpawner is assembled from, one per concept.
+
+        A plain configurable at run time, because JupyterHub requires every Spawner subclass to
+        define start, stop and poll; a Spawner for the type checker, which sees what `self`
+        really is once the parts are assembled.
+        """
 
 
 def memory_bytes(value: Any, setting: str) -> int | None:

@@ -13,40 +13,58 @@
 //! that entry, so a late `die` from an earlier stop cannot mark a fresh start as dead.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum, EventMessage};
 use bollard::query_parameters::{EventsOptions, ListContainersOptions};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 
-use super::containers::ContainerStatus;
+use super::containers::{ContainerStatus, Owner};
 use super::{Engine, MANAGED_LABEL, MANAGED_VALUE};
-use crate::errors::CoreResult;
+use crate::errors::{CoreError, CoreResult};
+use crate::log;
 
 /// Seconds of event history replayed on (re)subscription, to cover the gap before the listing.
 const REPLAY_SECONDS: u64 = 5;
 
 #[derive(Debug, Clone)]
 struct Entry {
-    id: String,
+    /// Container name, without the leading `/`.
     name: String,
-    running: bool,
-    exit_code: i64,
-    status: String,
+    /// What a lookup answers.
+    state: ContainerStatus,
     /// Engine time (ns since the epoch) of the newest information in this entry.
     as_of: i64,
 }
 
 impl Entry {
-    fn status(&self) -> ContainerStatus {
-        ContainerStatus {
-            id: self.id.clone(),
-            running: self.running,
-            exit_code: self.exit_code,
-            status: self.status.clone(),
+    /// An entry for container `id` named `name`.
+    fn new(
+        id: String,
+        name: String,
+        state: (bool, i64, &str),
+        owner: Option<Owner>,
+        as_of: i64,
+    ) -> Self {
+        let (running, exit_code, status) = state;
+        Entry {
+            name,
+            state: ContainerStatus {
+                id,
+                running,
+                exit_code,
+                status: status.to_owned(),
+                owner,
+            },
+            as_of,
         }
+    }
+
+    fn id(&self) -> &str {
+        &self.state.id
     }
 }
 
@@ -66,13 +84,14 @@ impl Maps {
     }
 
     fn insert(&mut self, entry: Entry) {
-        if let Some(old) = self.by_id.get(&entry.id) {
+        if let Some(old) = self.by_id.get(entry.id()) {
             if old.name != entry.name {
                 self.name_to_id.remove(&old.name);
             }
         }
-        self.name_to_id.insert(entry.name.clone(), entry.id.clone());
-        self.by_id.insert(entry.id.clone(), entry);
+        self.name_to_id
+            .insert(entry.name.clone(), entry.id().to_owned());
+        self.by_id.insert(entry.id().to_owned(), entry);
     }
 
     fn remove(&mut self, key: &str) {
@@ -128,7 +147,7 @@ impl StateCache {
             .maps
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        maps.get(key).map(Entry::status)
+        maps.get(key).map(|entry| entry.state.clone())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
@@ -149,9 +168,13 @@ impl StateCache {
             // Not followed by the events stream: caching it would go stale.
             return;
         }
-        let (Some(id), Some(name)) = (inspect.id.clone(), inspect.name.clone()) else {
+        let Some(name) = inspect.name.as_deref() else {
             return;
         };
+        let status = ContainerStatus::from_inspect(inspect);
+        if status.id.is_empty() {
+            return;
+        }
         let state = inspect.state.as_ref();
         let started = state
             .and_then(|s| s.started_at.as_deref())
@@ -161,18 +184,12 @@ impl StateCache {
             .and_then(parse_rfc3339_nanos);
         let as_of = started.max(finished).unwrap_or(0);
         let entry = Entry {
-            id,
             name: name.trim_start_matches('/').to_owned(),
-            running: state.and_then(|s| s.running).unwrap_or(false),
-            exit_code: state.and_then(|s| s.exit_code).unwrap_or(0),
-            status: state
-                .and_then(|s| s.status)
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
+            state: status,
             as_of,
         };
         let mut maps = self.write();
-        match maps.get(&entry.id) {
+        match maps.get(entry.id()) {
             Some(existing) if existing.as_of > entry.as_of => {}
             _ => maps.insert(entry),
         }
@@ -204,6 +221,8 @@ impl StateCache {
             .and_then(|a| a.get("name"))
             .cloned()
             .unwrap_or_default();
+        // Container events carry the container's labels among their attributes.
+        let owner = attributes.and_then(|a| Owner::from_labels(|key| a.get(key)));
         let time = event.time_nano.unwrap_or(0);
         let action = event.action.as_deref().unwrap_or_default();
         // `exec_start: sh -c ...` and friends carry a suffix after a colon.
@@ -216,27 +235,21 @@ impl StateCache {
             }
         }
         match verb {
-            "start" | "unpause" | "restart" => maps.insert(Entry {
-                id,
-                name,
-                running: true,
-                exit_code: 0,
-                status: "running".to_owned(),
-                as_of: time,
-            }),
+            "start" | "unpause" | "restart" => {
+                maps.insert(Entry::new(id, name, (true, 0, "running"), owner, time));
+            }
             "die" => {
                 let exit_code = attributes
                     .and_then(|a| a.get("exitCode"))
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(0);
-                maps.insert(Entry {
+                maps.insert(Entry::new(
                     id,
                     name,
-                    running: false,
-                    exit_code,
-                    status: "exited".to_owned(),
-                    as_of: time,
-                });
+                    (false, exit_code, "exited"),
+                    owner,
+                    time,
+                ));
             }
             "destroy" => maps.remove(&id),
             "rename" => {
@@ -301,19 +314,34 @@ fn exit_code_from_status(status: &str) -> i64 {
 }
 
 impl Engine {
-    /// Starts the watcher once per engine connection. Runs for the life of the process; it never
-    /// touches Python, so it is safe at interpreter exit.
+    /// Starts the watcher once per engine connection. Runs for the life of the process; it
+    /// touches Python only to log, through `log`, which gives up while the interpreter shuts
+    /// down, so it is safe at interpreter exit.
     pub fn start_cache(&self) {
         if self.cache().started.swap(true, Ordering::AcqRel) {
             return;
         }
         let engine = self.clone();
-        tokio::spawn(async move { engine.watch().await });
+        tokio::spawn(async move {
+            let cache = engine.cache().clone();
+            // A bug in the watcher must not leave the cache answering from a frozen map: it
+            // stops answering, and polls inspect each container from then on.
+            if let Err(panic) = AssertUnwindSafe(engine.watch()).catch_unwind().await {
+                cache.synced.store(false, Ordering::Release);
+                let err = CoreError::from_panic("the state cache's watcher", panic.as_ref());
+                log::warn(&format!(
+                    "{err}; the cache is off, polls inspect each container from now on"
+                ));
+            }
+        });
     }
 
     async fn watch(self) {
         let cache = self.cache().clone();
         let mut backoff = Duration::from_millis(100);
+        // Failures in a row: the first is a warning, repeats while the engine stays away are
+        // debug lines, so an engine that is down for an hour does not flood the hub's log.
+        let mut failures: u32 = 0;
         loop {
             let since = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -328,34 +356,64 @@ impl Engine {
                 ..Default::default()
             };
             let mut events = Box::pin(self.docker().events(Some(options)));
-            if let Ok(entries) = self.list_managed().await {
-                cache.replace_all(entries);
-                cache.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                // The replayed history is applied in order before the cache answers lookups:
-                // the replay arrives at once, so a quiet 100 ms (or 1 s at most, on a busy
-                // engine) marks the cache synced.
-                let replay_deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-                let mut replaying = true;
-                loop {
-                    let next = if replaying {
-                        let quiet = tokio::time::Instant::now() + Duration::from_millis(100);
-                        let deadline = quiet.min(replay_deadline);
-                        if let Ok(item) = tokio::time::timeout_at(deadline, events.next()).await {
-                            item
-                        } else {
-                            replaying = false;
-                            cache.synced.store(true, Ordering::Release);
-                            backoff = Duration::from_millis(100);
-                            continue;
-                        }
+            match self.list_managed().await {
+                Err(e) => {
+                    failures += 1;
+                    let message = format!(
+                        "state cache: {e}; polls inspect each container until it is back (next try in {} ms)",
+                        backoff.as_millis()
+                    );
+                    if failures == 1 {
+                        log::warn(&message);
                     } else {
-                        events.next().await
-                    };
-                    let Some(Ok(event)) = next else { break };
-                    cache.apply(&event);
+                        log::debug(&message);
+                    }
                 }
-                cache.synced.store(false, Ordering::Release);
-                cache.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                Ok(entries) => {
+                    let count = entries.len();
+                    cache.replace_all(entries);
+                    cache.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                    // The replayed history is applied in order before the cache answers lookups:
+                    // the replay arrives at once, so a quiet 100 ms (or 1 s at most, on a busy
+                    // engine) marks the cache synced.
+                    let replay_deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                    let mut replaying = true;
+                    let ended = loop {
+                        let next = if replaying {
+                            let quiet = tokio::time::Instant::now() + Duration::from_millis(100);
+                            let deadline = quiet.min(replay_deadline);
+                            if let Ok(item) = tokio::time::timeout_at(deadline, events.next()).await
+                            {
+                                item
+                            } else {
+                                replaying = false;
+                                cache.synced.store(true, Ordering::Release);
+                                backoff = Duration::from_millis(100);
+                                log::info(&format!(
+                                    "state cache: synced with the engine ({count} managed containers)"
+                                ));
+                                continue;
+                            }
+                        } else {
+                            events.next().await
+                        };
+                        match next {
+                            Some(Ok(event)) => cache.apply(&event),
+                            Some(Err(e)) => {
+                                break self.err("follow container events", e).to_string()
+                            }
+                            None => break "the engine closed the events stream".to_owned(),
+                        }
+                    };
+                    cache.synced.store(false, Ordering::Release);
+                    cache.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                    // Counts as the first failure: a reconnect that keeps failing is then only
+                    // logged at debug level.
+                    failures = 1;
+                    log::warn(&format!(
+                        "state cache: {ended}; resyncing (polls inspect each container meanwhile)"
+                    ));
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -392,18 +450,16 @@ impl Engine {
                             | ContainerSummaryStateEnum::RESTARTING
                     )
                 );
-                Some(Entry {
-                    id,
-                    name,
-                    running,
-                    exit_code: if running {
-                        0
-                    } else {
-                        exit_code_from_status(c.status.as_deref().unwrap_or_default())
-                    },
-                    status: state,
-                    as_of: 0,
-                })
+                let exit_code = if running {
+                    0
+                } else {
+                    exit_code_from_status(c.status.as_deref().unwrap_or_default())
+                };
+                let owner = c
+                    .labels
+                    .as_ref()
+                    .and_then(|labels| Owner::from_labels(|key| labels.get(key)));
+                Some(Entry::new(id, name, (running, exit_code, &state), owner, 0))
             })
             .collect())
     }

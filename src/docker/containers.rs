@@ -11,14 +11,15 @@ use bollard::query_parameters::{
     CreateContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde_json::Map;
 
-use super::{locks, Engine, SERVER_LABEL, USER_LABEL};
+use super::{locks, Engine, HUB_LABEL, MANAGED_LABEL, MANAGED_VALUE, SERVER_LABEL, USER_LABEL};
 use crate::errors::{CoreError, CoreResult};
+use crate::log;
 use crate::spec::{ContainerSpec, PullPolicy};
 
-/// What `start_server` did, returned to Python as a dict.
-#[derive(Debug, Clone, Serialize)]
+/// What `start_server` did (the binding turns it into a `StartResult`).
+#[derive(Debug, Clone)]
 pub struct StartOutcome {
     /// Container id.
     pub id: String,
@@ -32,13 +33,12 @@ pub struct StartOutcome {
     pub ip: String,
     /// Port the hub connects to.
     pub port: u16,
-    /// Whether the container was already running before this call.
-    #[serde(skip)]
+    /// Whether the container was already running before this call (an undo leaves it running).
     pub was_running: bool,
 }
 
-/// A container's state, for `poll` and the tests.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A container's state, for `poll`: from an inspect or from the events cache.
+#[derive(Debug, Clone)]
 pub struct ContainerStatus {
     /// Container id.
     pub id: String,
@@ -48,10 +48,99 @@ pub struct ContainerStatus {
     pub exit_code: i64,
     /// Docker's status word (`running`, `exited`, `created`, ...).
     pub status: String,
+    /// Who it was made for, when rustdocker made it (None: unlabelled, e.g. by DockerSpawner).
+    pub owner: Option<Owner>,
+}
+
+/// Who an object was made for: the hub, user and server in its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// `org.rustdocker.hub`: the hub's `hub_id`.
+    pub hub: String,
+    /// `org.rustdocker.user`.
+    pub user: String,
+    /// `org.rustdocker.server` (empty for a user's default server).
+    pub server: String,
+}
+
+impl Owner {
+    /// The owner recorded by `label`, when rustdocker made the object (it carries the
+    /// managed-by label); None for an unlabelled object.
+    pub fn from_labels<'a>(label: impl Fn(&str) -> Option<&'a String>) -> Option<Owner> {
+        if label(MANAGED_LABEL).map(String::as_str) != Some(MANAGED_VALUE) {
+            return None;
+        }
+        let get = |key: &str| label(key).cloned().unwrap_or_default();
+        Some(Owner {
+            hub: get(HUB_LABEL),
+            user: get(USER_LABEL),
+            server: get(SERVER_LABEL),
+        })
+    }
+
+    /// The owner in a container's inspect.
+    pub fn of_inspect(inspect: &ContainerInspectResponse) -> Option<Owner> {
+        let labels = inspect.config.as_ref().and_then(|c| c.labels.as_ref())?;
+        Owner::from_labels(|key| labels.get(key))
+    }
+
+    /// Why `object` (e.g. `container 'jupyter-alice'`), made for `found`, is not this owner's,
+    /// with what to change; None when it is.
+    #[must_use]
+    pub fn conflict(&self, found: &Owner, object: &str) -> Option<String> {
+        if found.hub != self.hub {
+            return Some(format!(
+                "{object} belongs to another hub ({HUB_LABEL}={:?}; this hub's hub_id is {:?}): two hubs on one Docker engine need different container and volume names (c.DockerSpawner.prefix or name_template), or the same hub_id if they are one hub",
+                found.hub, self.hub
+            ));
+        }
+        if found.user != self.user || found.server != self.server {
+            let server = |s: &str| {
+                if s.is_empty() {
+                    "the default server".to_owned()
+                } else {
+                    format!("the server {s:?}")
+                }
+            };
+            return Some(format!(
+                "{object} was made for {} of user {:?} ({USER_LABEL}={:?}, {SERVER_LABEL}={:?}), not for {} of user {:?}, and serves that server's URL: check that name_template gives each server its own container",
+                server(&found.server),
+                found.user,
+                found.user,
+                found.server,
+                server(&self.server),
+                self.user
+            ));
+        }
+        None
+    }
+}
+
+/// Whether an object made for `found` may be acted on by `mine`: its own, or unlabelled and
+/// `adopt_unlabelled` (the server's state or name says it is its own).
+#[must_use]
+pub fn owned(found: Option<&Owner>, mine: &Owner, adopt_unlabelled: bool) -> bool {
+    match found {
+        Some(found) => found == mine,
+        None => adopt_unlabelled,
+    }
+}
+
+/// How `stop_server` stops, and whose container it may stop.
+#[derive(Debug)]
+pub struct StopParams {
+    /// Seconds between SIGTERM and SIGKILL; None: the container's own setting.
+    pub timeout: Option<i32>,
+    /// Remove the container after stopping it (never its named volumes).
+    pub remove: bool,
+    /// The server asking.
+    pub owner: Owner,
+    /// Stop an unlabelled container too (the server's state records it).
+    pub adopt_unlabelled: bool,
 }
 
 /// What decides where a server is reached.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AddressParams {
     /// Container name or id.
     pub name: String,
@@ -77,17 +166,21 @@ impl From<&ContainerSpec> for AddressParams {
     }
 }
 
-fn status_of(inspect: &ContainerInspectResponse) -> ContainerStatus {
-    let state = inspect.state.as_ref();
-    let running = state.and_then(|s| s.running).unwrap_or(false);
-    ContainerStatus {
-        id: inspect.id.clone().unwrap_or_default(),
-        running,
-        exit_code: state.and_then(|s| s.exit_code).unwrap_or(0),
-        status: state
-            .and_then(|s| s.status)
-            .map(|s: ContainerStateStatusEnum| s.to_string())
-            .unwrap_or_default(),
+impl ContainerStatus {
+    /// What an inspect shows: the one reading of a `ContainerInspectResponse` into a status,
+    /// for polls, starts and the events cache alike.
+    pub(crate) fn from_inspect(inspect: &ContainerInspectResponse) -> Self {
+        let state = inspect.state.as_ref();
+        ContainerStatus {
+            id: inspect.id.clone().unwrap_or_default(),
+            running: state.and_then(|s| s.running).unwrap_or(false),
+            exit_code: state.and_then(|s| s.exit_code).unwrap_or(0),
+            status: state
+                .and_then(|s| s.status)
+                .map(|s: ContainerStateStatusEnum| s.to_string())
+                .unwrap_or_default(),
+            owner: Owner::of_inspect(inspect),
+        }
     }
 }
 
@@ -116,7 +209,7 @@ impl Engine {
         if let Some(found) = &inspect {
             self.cache().record_inspect(found);
         }
-        Ok(inspect.as_ref().map(status_of))
+        Ok(inspect.as_ref().map(ContainerStatus::from_inspect))
     }
 
     /// Starts the user's server container and returns where to reach it. Safe to drop.
@@ -124,7 +217,7 @@ impl Engine {
         let (engine, undoer) = (self.clone(), self.clone());
         locks::run_undoable(
             spec.name.clone(),
-            move |caller_gone| async move { engine.start_steps(&spec, || caller_gone()).await },
+            move |caller_gone| async move { engine.start_steps(&spec, &*caller_gone).await },
             move |outcome| async move { undoer.undo_start(&outcome).await },
         )
         .await
@@ -133,7 +226,7 @@ impl Engine {
     async fn start_steps(
         &self,
         spec: &ContainerSpec,
-        cancelled_by_caller: impl Fn() -> bool,
+        cancelled_by_caller: &(dyn Fn() -> bool + Send + Sync),
     ) -> CoreResult<StartOutcome> {
         let cancelled = || CoreError::Request {
             action: format!("start container '{}'", spec.name),
@@ -143,23 +236,25 @@ impl Engine {
             return Err(cancelled());
         }
         if spec.pull_policy == PullPolicy::Always {
-            self.pull_image(&spec.image).await?;
+            self.pull_image_watched(&spec.image, spec.pull_stall(), cancelled_by_caller)
+                .await?;
         }
         if cancelled_by_caller() {
             return Err(cancelled());
         }
-        let (id, created, api_token, was_running) = match self.create_or_find(spec).await? {
-            Found::Created(id) => (id, true, None, false),
-            Found::Existing(found) => {
-                let api_token = found
-                    .config
-                    .as_ref()
-                    .and_then(|c| c.env.as_ref())
-                    .and_then(|env| find_api_token(env));
-                let status = status_of(&found);
-                (status.id, false, api_token, status.running)
-            }
-        };
+        let (id, created, api_token, was_running) =
+            match self.create_or_find(spec, cancelled_by_caller).await? {
+                Found::Created(id) => (id, true, None, false),
+                Found::Existing(found) => {
+                    let api_token = found
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.env.as_ref())
+                        .and_then(|env| find_api_token(env));
+                    let status = ContainerStatus::from_inspect(&found);
+                    (status.id, false, api_token, status.running)
+                }
+            };
         let outcome = async {
             if cancelled_by_caller() {
                 return Err(cancelled());
@@ -192,9 +287,16 @@ impl Engine {
             Err(err) if created => {
                 // Leave nothing half-done: remove what this call created, keeping its last log
                 // lines in the error because they are usually the explanation.
-                let logs = self.tail_logs(&id, 20).await;
-                let _ = self.remove_container(&id, true).await;
-                Err(with_logs(err, &spec.name, &logs))
+                // A server may print its environment: its secrets are not for the hub's log.
+                let logs = spec.redact(&self.tail_logs(&id, 20).await);
+                let removed = self.remove_container(&id, true).await;
+                if let Err(e) = &removed {
+                    log::warn(&format!(
+                        "after a failed start of container '{}': {e}",
+                        spec.name
+                    ));
+                }
+                Err(with_logs(err, &spec.name, removed.is_ok(), &logs))
             }
             Err(err) => Err(err),
         }
@@ -203,26 +305,37 @@ impl Engine {
     /// Creates the container, or finds the one already there. The common case (no container
     /// yet, image present) is a single create call: a name conflict or a missing image is
     /// learnt from the create's answer instead of from inspects before every spawn.
-    async fn create_or_find(&self, spec: &ContainerSpec) -> CoreResult<Found> {
+    async fn create_or_find(
+        &self,
+        spec: &ContainerSpec,
+        gone: &(dyn Fn() -> bool + Send + Sync),
+    ) -> CoreResult<Found> {
+        // The volumes first, once: their errors (another hub's volume is a 409 too) are not
+        // the container name's.
+        let no_options = Map::new();
+        let volumes = spec.named_volumes(spec.bind_volume_driver().map(|d| (d, &no_options)))?;
+        self.ensure_volumes(&volumes, &spec.volume_labels).await?;
         let mut pulled = spec.pull_policy == PullPolicy::Always;
         // Bounded: a conflict can recur only if something else keeps recreating the name.
         for _ in 0..4 {
             match self.create_container(spec).await {
                 Ok(id) => return Ok(Found::Created(id)),
                 Err(err) if err.status() == Some(409) => {
-                    match self.inspect_container(&spec.name).await? {
-                        Some(found) if !spec.remove => {
-                            check_same_server(spec, &found)?;
+                    if let Some(found) = self.inspect_container(&spec.name).await? {
+                        // Never resume or remove another server's (or hub's) container; an
+                        // unlabelled one (DockerSpawner's) is adopted: its name says so.
+                        check_owner(spec, &found)?;
+                        if !spec.remove {
                             return Ok(Found::Existing(Box::new(found)));
                         }
                         // A leftover of an earlier run that should have been cleaned up.
-                        Some(_) => self.remove_container(&spec.name, true).await?,
-                        None => {}
+                        self.remove_container(&spec.name, true).await?;
                     }
                 }
                 Err(err) if is_missing_image(&err) && !pulled => match spec.pull_policy {
                     PullPolicy::Ifnotpresent => {
-                        self.pull_image(&spec.image).await?;
+                        self.pull_image_watched(&spec.image, spec.pull_stall(), gone)
+                            .await?;
                         pulled = true;
                     }
                     PullPolicy::Never | PullPolicy::Skip | PullPolicy::Always => {
@@ -248,13 +361,30 @@ impl Engine {
         })
     }
 
-    /// Reverts a start whose caller went away.
+    /// Reverts a start whose caller went away (JupyterHub's `start_timeout`, a cancelled spawn).
     async fn undo_start(&self, outcome: &StartOutcome) {
-        if outcome.created {
-            let _ = self.remove_container(&outcome.id, true).await;
+        let name = &outcome.name;
+        let (done, result) = if outcome.created {
+            ("removed it", self.remove_container(&outcome.id, true).await)
         } else if !outcome.was_running {
-            let _ = self.stop_container(&outcome.id, None).await;
+            ("stopped it", self.stop_container(&outcome.id, None).await)
+        } else {
+            return;
+        };
+        match result {
+            Ok(()) => log::info(&format!(
+                "the start of container '{name}' was cancelled: {done} again"
+            )),
+            Err(e) => log::warn(&format!(
+                "after a cancelled start of container '{name}': {e}"
+            )),
         }
+    }
+
+    /// Settles the pending result of a start of `name`: claimed by the spawner, or abandoned by
+    /// a cancelled caller (then undone). See `locks::settle`.
+    pub fn settle(&self, name: &str, claimed: bool) {
+        locks::settle(name, claimed);
     }
 
     /// Waits until no operation holds the lock of container `name`.
@@ -273,10 +403,13 @@ impl Engine {
             (None, true) => Ok(None),
             (None, false) => {
                 let Some(image_cmd) = self.image_cmd(&spec.image).await? else {
-                    return Err(CoreError::InvalidSpec(format!(
-                        "image '{}' has no CMD, so the args {:?} have nothing to be appended to: set cmd",
-                        spec.image, spec.args
-                    )));
+                    return Err(CoreError::State {
+                        action: format!("resolve the command of '{}'", spec.name),
+                        message: format!(
+                            "image '{}' has no CMD, so the args {:?} have nothing to be appended to: set cmd",
+                            spec.image, spec.args
+                        ),
+                    });
                 };
                 Ok(Some(
                     image_cmd
@@ -291,8 +424,6 @@ impl Engine {
     async fn create_container(&self, spec: &ContainerSpec) -> CoreResult<String> {
         let command = self.resolve_command(spec).await?;
         let body = spec.create_body(command)?;
-        self.ensure_volumes(&spec.named_volumes(), &spec.volume_labels)
-            .await?;
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
             ..Default::default()
@@ -326,7 +457,7 @@ impl Engine {
         spec: &AddressParams,
         inspect: ContainerInspectResponse,
     ) -> CoreResult<(String, u16)> {
-        let status = status_of(&inspect);
+        let status = ContainerStatus::from_inspect(&inspect);
         if !status.running {
             return Err(CoreError::Request {
                 action: format!("start container '{}'", spec.name),
@@ -356,13 +487,15 @@ impl Engine {
                 .and_then(|n| n.ip_address.clone())
                 .filter(|ip| !ip.is_empty())
                 .ok_or_else(|| {
-                    CoreError::InvalidSpec(format!(
-                        "container '{}' has no IP address on Docker network '{}' (it is on: {}): create the network with `docker network create {}` or check network_name",
-                        spec.name,
-                        spec.network_name,
-                        networks.keys().cloned().collect::<Vec<_>>().join(", "),
-                        spec.network_name
-                    ))
+                    CoreError::State {
+                        action: format!("find the address of container '{}'", spec.name),
+                        message: format!(
+                            "it has no IP address on Docker network '{}' (it is on: {}): create the network with `docker network create {}` or check network_name",
+                            spec.network_name,
+                            networks.keys().cloned().collect::<Vec<_>>().join(", "),
+                            spec.network_name
+                        ),
+                    }
                 })?;
             return Ok((ip, spec.port));
         }
@@ -402,7 +535,7 @@ impl Engine {
         params: &AddressParams,
     ) -> CoreResult<Option<(String, u16)>> {
         match self.inspect_container(&params.name).await? {
-            Some(inspect) if status_of(&inspect).running => {
+            Some(inspect) if ContainerStatus::from_inspect(&inspect).running => {
                 self.server_address(params, inspect).map(Some)
             }
             _ => Ok(None),
@@ -430,9 +563,11 @@ impl Engine {
     /// Removes a container. Named volumes are never removed, and neither are anonymous ones:
     /// users' data is only deleted when the operator asks.
     pub async fn remove_container(&self, name: &str, force: bool) -> CoreResult<()> {
+        // `v`: the container's anonymous volumes (an image's `VOLUME`) go with it; the engine
+        // never removes named volumes this way, so users' data stays.
         let options = RemoveContainerOptions {
             force,
-            v: false,
+            v: true,
             ..Default::default()
         };
         match self.docker().remove_container(name, Some(options)).await {
@@ -448,26 +583,87 @@ impl Engine {
         }
     }
 
-    /// Stops (and, with `remove`, removes) the server, holding the container's lock.
+    /// Stops (and, with `remove`, removes) the server's container `target` (its id, or its
+    /// name), holding the lock of its name `name`, the same lock a start of it takes. A container
+    /// that is not `mine` (`owned`) is left alone, with a warning: after a refused start the hub
+    /// stops the server, which must not reach the container of the same name another server
+    /// owns. Returns whether it acted.
     pub async fn stop_server(
         &self,
         name: &str,
-        timeout: Option<i32>,
-        remove: bool,
-    ) -> CoreResult<()> {
+        target: &str,
+        stop: StopParams,
+    ) -> CoreResult<bool> {
         let _guard = locks::acquire(name).await;
         let result = async {
-            self.stop_container(name, timeout).await?;
-            if remove {
-                self.remove_container(name, true).await?;
+            let Some(found) = self.inspect_container(target).await? else {
+                return Ok(false);
+            };
+            let theirs = Owner::of_inspect(&found);
+            if !owned(theirs.as_ref(), &stop.owner, stop.adopt_unlabelled) {
+                let why = match &theirs {
+                    Some(theirs) => stop
+                        .owner
+                        .conflict(theirs, &format!("the container '{name}'"))
+                        .unwrap_or_default(),
+                    None => format!("the container '{name}' carries no rustdocker labels and the server's state does not record it"),
+                };
+                log::warn(&format!("not stopping: {why}"));
+                return Ok(false);
             }
-            Ok(())
+            let id = found.id.as_deref().unwrap_or(target);
+            self.stop_container(id, stop.timeout).await?;
+            if stop.remove {
+                self.remove_container(id, true).await?;
+            }
+            Ok(true)
         }
         .await;
         // Whatever happened, the cached state may be out of date: the next poll inspects, and
         // the events that follow re-fill the entry.
-        self.cache().forget(name);
+        self.cache().forget(target);
         result
+    }
+
+    /// Removes the server's stopped container `target` (id or name) under the lock of its name
+    /// `name`, for a rename: a running container is refused (409), and so is any failure of the
+    /// removal, a 409 included (it is not "already gone"). A missing container, or one that is
+    /// not `owner`'s (`owned`), is left alone. Returns whether it removed one.
+    pub async fn remove_stopped_server(
+        &self,
+        name: &str,
+        target: &str,
+        owner: &Owner,
+        adopt_unlabelled: bool,
+    ) -> CoreResult<bool> {
+        let _guard = locks::acquire(name).await;
+        let Some(found) = self.inspect_container(target).await? else {
+            return Ok(false);
+        };
+        if !owned(Owner::of_inspect(&found).as_ref(), owner, adopt_unlabelled) {
+            return Ok(false);
+        }
+        let status = ContainerStatus::from_inspect(&found);
+        let action = format!("remove container '{name}'");
+        if status.running {
+            return Err(CoreError::Api {
+                action,
+                status: 409,
+                message: "it is running: stop the server first".to_owned(),
+            });
+        }
+        // Anonymous volumes go with it (see `remove_container`); named ones never do.
+        let options = RemoveContainerOptions {
+            force: false,
+            v: true,
+            ..Default::default()
+        };
+        self.docker()
+            .remove_container(&status.id, Some(options))
+            .await
+            .map_err(|e| self.err(action, e))?;
+        self.cache().forget(target);
+        Ok(true)
     }
 
     /// The last `lines` lines of a container's output, best effort.
@@ -480,8 +676,15 @@ impl Engine {
         };
         let mut stream = self.docker().logs(id, Some(options));
         let mut out = String::new();
-        while let Some(Ok(chunk)) = stream.next().await {
-            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => out.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
+                Err(e) => {
+                    let err = self.err(format!("read the output of container '{id}'"), e);
+                    log::debug(&err.to_string());
+                    break;
+                }
+            }
             if out.len() > 8192 {
                 break;
             }
@@ -490,13 +693,19 @@ impl Engine {
     }
 }
 
-fn with_logs(err: CoreError, name: &str, logs: &str) -> CoreError {
+/// `err` with the last output of the container a failed start created (and `removed`, or tried
+/// to), because that output is usually the explanation.
+fn with_logs(err: CoreError, name: &str, removed: bool, logs: &str) -> CoreError {
     if logs.is_empty() {
         return err;
     }
     let indented = logs.replace('\n', "\n    ");
-    let suffix =
-        format!("\n  (container '{name}' was removed; its last output was:\n    {indented})");
+    let fate = if removed {
+        "was removed"
+    } else {
+        "could not be removed (see the hub's log)"
+    };
+    let suffix = format!("\n  (container '{name}' {fate}; its last output was:\n    {indented})");
     match err {
         CoreError::Request { action, message } => CoreError::Request {
             action,
@@ -523,25 +732,19 @@ enum Found {
 
 /// Refuses to resume a kept container that rustdocker made for another server: it would serve
 /// that server's URL and OAuth client (after the hub renamed a server without telling us).
-fn check_same_server(spec: &ContainerSpec, found: &ContainerInspectResponse) -> CoreResult<()> {
-    let labels = found.config.as_ref().and_then(|c| c.labels.as_ref());
-    for key in [SERVER_LABEL, USER_LABEL] {
-        let theirs = labels.and_then(|l| l.get(key));
-        let ours = spec.labels.get(key);
-        if let (Some(theirs), Some(ours)) = (theirs, ours) {
-            if theirs != ours {
-                return Err(CoreError::Api {
-                    action: format!("resume container '{}'", spec.name),
-                    status: 409,
-                    message: format!(
-                        "it was created for {key}={theirs:?}, not {ours:?}; it serves that server's URL. Remove it (`docker rm {}`; its named volumes are kept) or set remove = True",
-                        spec.name
-                    ),
-                });
-            }
-        }
+/// Refuses a found container that another server or hub made (`Owner::conflict`).
+fn check_owner(spec: &ContainerSpec, found: &ContainerInspectResponse) -> CoreResult<()> {
+    let (Some(mine), Some(theirs)) = (spec.owner(), Owner::of_inspect(found)) else {
+        return Ok(());
+    };
+    match mine.conflict(&theirs, &format!("the container '{}'", spec.name)) {
+        Some(message) => Err(CoreError::Api {
+            action: format!("start container '{}'", spec.name),
+            status: 409,
+            message,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A 404 that says the image is missing (and not, say, a network).

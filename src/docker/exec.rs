@@ -9,7 +9,7 @@ use super::Engine;
 use crate::errors::CoreResult;
 
 /// Output of a command run in a container.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ExecOutput {
     /// The command's exit code (`None` when the engine did not report one).
     pub exit_code: Option<i64>,

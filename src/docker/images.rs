@@ -1,6 +1,8 @@
 //! Images: pulls that fail when the engine reports an error in the stream. The pull policy
 //! is applied in `containers::create_or_find`, from the create call's answer.
 
+use std::time::{Duration, Instant};
+
 use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
@@ -38,32 +40,98 @@ impl Engine {
     /// Pulls `image`, consuming the progress stream; an error reported inside the stream (which
     /// the engine sends with status 200) fails the pull with the engine's message.
     pub async fn pull_image(&self, image: &str) -> CoreResult<()> {
+        self.pull_image_watched(image, DEFAULT_PULL_STALL, &|| false)
+            .await
+    }
+
+    /// `pull_image`, bounded: it fails when the stream brings nothing for `stall` (a registry
+    /// that stopped sending), and gives up within `WATCH_INTERVAL` once `gone()` says its caller
+    /// went away (a cancelled spawn; the engine may finish the pull in the background).
+    pub async fn pull_image_watched(
+        &self,
+        image: &str,
+        stall: Duration,
+        gone: &(dyn Fn() -> bool + Send + Sync),
+    ) -> CoreResult<()> {
         let (from_image, tag) = split_reference(image);
         let options = CreateImageOptions {
             from_image: Some(from_image),
             tag,
             ..Default::default()
         };
+        let action = || format!("pull image '{image}'");
         let mut stream = self.docker().create_image(Some(options), None, None);
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| self.err(format!("pull image '{image}'"), e))?;
+        let mut last_progress = Instant::now();
+        loop {
+            // `next()` is cancel-safe: a timed-out wait loses nothing of the stream.
+            let item = match tokio::time::timeout(WATCH_INTERVAL, stream.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => return Ok(()),
+                Err(_) => {
+                    if gone() {
+                        return Err(CoreError::Request {
+                            action: action(),
+                            message: "cancelled".to_owned(),
+                        });
+                    }
+                    if last_progress.elapsed() >= stall {
+                        return Err(CoreError::Request {
+                            action: action(),
+                            message: format!(
+                                "the registry {} sent nothing for {} s: the pull is stalled (pull_stall_timeout)",
+                                registry_of(image),
+                                stall.as_secs()
+                            ),
+                        });
+                    }
+                    continue;
+                }
+            };
+            last_progress = Instant::now();
+            let info = item.map_err(|e| self.err(action(), e))?;
             if let Some(detail) = info.error_detail {
                 let message = detail
                     .message
                     .unwrap_or_else(|| "the engine reported an error".to_owned());
                 return Err(CoreError::Request {
-                    action: format!("pull image '{image}'"),
+                    action: action(),
                     message,
                 });
             }
         }
-        Ok(())
+    }
+}
+
+/// How often a pull checks whether its caller is still there.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The default `pull_stall_timeout`.
+pub const DEFAULT_PULL_STALL: Duration = Duration::from_secs(120);
+
+/// The registry an image reference pulls from: its first component when that names a host
+/// (has a `.` or `:`, or is `localhost`), else Docker Hub.
+#[must_use]
+pub fn registry_of(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first
+        }
+        _ => "docker.io",
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_reference;
+    use super::{registry_of, split_reference};
+
+    #[test]
+    fn registries() {
+        assert_eq!(registry_of("busybox"), "docker.io");
+        assert_eq!(registry_of("jupyter/base-notebook:x"), "docker.io");
+        assert_eq!(registry_of("quay.io/jupyterhub/singleuser:5"), "quay.io");
+        assert_eq!(registry_of("127.0.0.1:5000/img"), "127.0.0.1:5000");
+        assert_eq!(registry_of("localhost/img"), "localhost");
+    }
 
     #[test]
     fn references() {

@@ -20,6 +20,8 @@ use crate::errors::{CoreError, CoreResult};
 pub const MANAGED_LABEL: &str = "org.rustdocker.managed-by";
 /// Its value.
 pub const MANAGED_VALUE: &str = "rustdocker";
+/// Label with the hub (`hub_id`) an object was made by.
+pub const HUB_LABEL: &str = "org.rustdocker.hub";
 /// Label with the user a container was made for.
 pub const USER_LABEL: &str = "org.rustdocker.user";
 /// Label with the server a container was made for.
@@ -28,8 +30,30 @@ pub const SERVER_LABEL: &str = "org.rustdocker.server";
 /// The engine bollard talks to when neither the settings nor `DOCKER_HOST` name one.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
+/// The longest request timeout (`docker_timeout`) accepted, in seconds: one day. Longer is no
+/// timeout in practice, and far larger values overflow a `Duration`.
+pub const MAX_DOCKER_TIMEOUT_SECS: u64 = 86_400;
+
+/// `docker_timeout` (seconds) as the client's request timeout. The client counts whole seconds,
+/// so a fraction is rounded up; below 1 s it would count 0, and every request would time out at
+/// once, so those values are refused, as are NaN, infinities and values above
+/// `MAX_DOCKER_TIMEOUT_SECS`.
+pub fn client_timeout(seconds: f64) -> CoreResult<Duration> {
+    #[allow(clippy::cast_precision_loss)]
+    let max = MAX_DOCKER_TIMEOUT_SECS as f64;
+    let refused = || {
+        CoreError::InvalidSpec(format!(
+            "DockerSpawner.docker_timeout = {seconds} is not allowed: use a number of seconds from 1 to {MAX_DOCKER_TIMEOUT_SECS}"
+        ))
+    };
+    if !(1.0..=max).contains(&seconds) {
+        return Err(refused());
+    }
+    Duration::try_from_secs_f64(seconds.ceil()).map_err(|_| refused())
+}
+
 /// Client certificate files for a TLS engine (`dockerd --tlsverify`).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct TlsFiles {
     /// CA certificate that signed the engine's certificate.
     pub ca: std::path::PathBuf,
@@ -55,6 +79,41 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// The Docker host to use: `host` if given, else `DOCKER_HOST`, else the local socket; an
+/// `https://` URL (docker-py's spelling of a TLS host) becomes `tcp://`. The one place that
+/// reads `DOCKER_HOST`.
+#[must_use]
+pub fn resolve_host(host: Option<String>) -> String {
+    let host = host
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
+    match host.strip_prefix("https://") {
+        Some(rest) => format!("tcp://{rest}"),
+        None => host,
+    }
+}
+
+/// The engine's own hostname for a `tcp://` (or `http(s)://`) Docker host, else loopback.
+#[must_use]
+pub fn engine_hostname(host: &str) -> String {
+    let rest = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))
+        .or_else(|| host.strip_prefix("https://"));
+    match rest {
+        Some(rest) => {
+            let authority = rest.split('/').next().unwrap_or(rest);
+            if let Some(bracketed) = authority.strip_prefix('[') {
+                bracketed.split(']').next().unwrap_or(bracketed).to_owned()
+            } else {
+                authority.split(':').next().unwrap_or(authority).to_owned()
+            }
+        }
+        None => "127.0.0.1".to_owned(),
+    }
+}
+
 impl Engine {
     /// Connects to `host` (or `DOCKER_HOST`, or the local socket) and negotiates the API version,
     /// so an older engine (20.10 speaks 1.41) and current ones both work.
@@ -63,10 +122,7 @@ impl Engine {
         timeout: Duration,
         tls: Option<TlsFiles>,
     ) -> CoreResult<Self> {
-        let host = host
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
+        let host = resolve_host(host);
         let docker = match &tls {
             Some(files) => {
                 if !(host.starts_with("tcp://") || host.starts_with("https://")) {
@@ -131,22 +187,7 @@ impl Engine {
     /// for `tcp://`, loopback for a local socket.
     #[must_use]
     pub fn connect_hostname(&self) -> String {
-        let rest = self
-            .host
-            .strip_prefix("tcp://")
-            .or_else(|| self.host.strip_prefix("http://"))
-            .or_else(|| self.host.strip_prefix("https://"));
-        match rest {
-            Some(rest) => {
-                let authority = rest.split('/').next().unwrap_or(rest);
-                if let Some(bracketed) = authority.strip_prefix('[') {
-                    bracketed.split(']').next().unwrap_or(bracketed).to_owned()
-                } else {
-                    authority.split(':').next().unwrap_or(authority).to_owned()
-                }
-            }
-            None => "127.0.0.1".to_owned(),
-        }
+        engine_hostname(&self.host)
     }
 
     /// The address to connect to for a port published on `host_ip`: `host_ip` itself, or the
@@ -166,5 +207,35 @@ impl Engine {
 
     pub(crate) fn err(&self, action: impl Into<String>, e: bollard::errors::Error) -> CoreError {
         CoreError::from_bollard(action, &self.host, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_timeout_range() {
+        assert_eq!(client_timeout(1.0).unwrap(), Duration::from_secs(1));
+        assert_eq!(client_timeout(120.0).unwrap(), Duration::from_secs(120));
+        // The client counts whole seconds: a fraction is rounded up, never down to less.
+        assert_eq!(client_timeout(1.2).unwrap(), Duration::from_secs(2));
+        assert_eq!(
+            client_timeout(86_400.0).unwrap(),
+            Duration::from_secs(MAX_DOCKER_TIMEOUT_SECS)
+        );
+        for bad in [0.5, 0.0, -1.0, 86_400.5, 1e20, f64::NAN, f64::INFINITY] {
+            let err = client_timeout(bad).unwrap_err();
+            assert!(matches!(err, CoreError::InvalidSpec(_)), "{bad}");
+            assert!(
+                err.to_string().contains("docker_timeout")
+                    && err.to_string().contains("from 1 to 86400"),
+                "{err}"
+            );
+        }
+        assert_eq!(
+            client_timeout(0.5).unwrap_err().to_string(),
+            "DockerSpawner.docker_timeout = 0.5 is not allowed: use a number of seconds from 1 to 86400"
+        );
     }
 }

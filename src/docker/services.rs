@@ -6,8 +6,10 @@ use std::time::Duration;
 use bollard::models::{TaskState, TaskStatus};
 use bollard::query_parameters::ListTasksOptions;
 
+use super::containers::{owned, Owner};
 use super::{locks, Engine};
 use crate::errors::{CoreError, CoreResult};
+use crate::log;
 use crate::spec::ContainerSpec;
 use crate::swarm::{service_spec, SwarmExtras};
 
@@ -23,7 +25,7 @@ pub struct ServiceOutcome {
 }
 
 /// A service's state for `poll`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ServiceStatus {
     /// Whether its task is running or on its way there.
     pub running: bool,
@@ -80,6 +82,56 @@ impl Engine {
         }
     }
 
+    /// Who the service `name` was made for: None when it does not exist, `Some(None)` when it
+    /// carries no rustdocker labels.
+    pub async fn service_owner(&self, name: &str) -> CoreResult<Option<Option<Owner>>> {
+        match self.docker().inspect_service(name, None).await {
+            Ok(service) => {
+                Ok(Some(service.spec.and_then(|s| s.labels).and_then(
+                    |labels| Owner::from_labels(|key| labels.get(key)),
+                )))
+            }
+            Err(e) => {
+                let err = self.err(format!("inspect service '{name}'"), e);
+                if err.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Whether the service `name` exists and may be acted on by `owner` (`owned`).
+    pub async fn service_owned(
+        &self,
+        name: &str,
+        owner: &Owner,
+        adopt_unlabelled: bool,
+    ) -> CoreResult<bool> {
+        Ok(match self.service_owner(name).await? {
+            Some(found) => owned(found.as_ref(), owner, adopt_unlabelled),
+            None => false,
+        })
+    }
+
+    /// Refuses to replace a service of the same name that another server or hub made.
+    async fn check_service_owner(&self, spec: &ContainerSpec) -> CoreResult<()> {
+        let (Some(mine), Some(Some(theirs))) =
+            (spec.owner(), self.service_owner(&spec.name).await?)
+        else {
+            return Ok(());
+        };
+        match mine.conflict(&theirs, &format!("the service '{}'", spec.name)) {
+            Some(message) => Err(CoreError::Api {
+                action: format!("start service '{}'", spec.name),
+                status: 409,
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// The state of a service's newest task; `None` when the service does not exist.
     pub async fn service_status(&self, name: &str) -> CoreResult<Option<ServiceStatus>> {
         if let Err(e) = self.docker().inspect_service(name, None).await {
@@ -125,17 +177,32 @@ impl Engine {
         locks::run_undoable(
             spec.name.clone(),
             move |caller_gone| async move {
+                // Before anything is made or replaced, so the clean-up below never removes
+                // another server's service.
+                engine.check_service_owner(&spec).await?;
                 let result = engine
                     .start_service_steps(&spec, &swarm, &*caller_gone)
                     .await;
                 if result.is_err() {
                     // Leave nothing half-done.
-                    let _ = engine.remove_service(&spec.name).await;
+                    if let Err(e) = engine.remove_service(&spec.name).await {
+                        log::warn(&format!(
+                            "after a failed start of service '{}': {e}",
+                            spec.name
+                        ));
+                    }
                 }
                 result
             },
             move |_| async move {
-                let _ = undoer.remove_service(&name).await;
+                match undoer.remove_service(&name).await {
+                    Ok(()) => log::info(&format!(
+                        "the start of service '{name}' was cancelled: removed it again"
+                    )),
+                    Err(e) => {
+                        log::warn(&format!("after a cancelled start of service '{name}': {e}"));
+                    }
+                }
             },
         )
         .await
@@ -149,9 +216,12 @@ impl Engine {
     ) -> CoreResult<ServiceOutcome> {
         let command = self.resolve_command(spec).await?;
         let service = service_spec(spec, swarm, command)?;
+        let volumes = spec.named_volumes(Some((
+            swarm.volume_driver.as_str(),
+            &swarm.volume_driver_options,
+        )))?;
         self.remove_service(&spec.name).await?;
-        self.ensure_volumes(&spec.named_volumes(), &spec.volume_labels)
-            .await?;
+        self.ensure_volumes(&volumes, &spec.volume_labels).await?;
         let action = format!("create service '{}'", spec.name);
         // A service of that name may still be going away: retry a conflict briefly.
         let mut created = None;

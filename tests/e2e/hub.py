@@ -228,7 +228,9 @@ c.JupyterHub.log_level = "DEBUG"
 class Hub:
     """One JupyterHub process (it starts the proxy itself) on loopback ports of its own."""
 
-    def __init__(self, workdir: Path, hub_id: str, token: str, password: str) -> None:
+    def __init__(
+        self, workdir: Path, hub_id: str, token: str, password: str, extra_config: str = ""
+    ) -> None:
         self.workdir = workdir
         self.hub_id = hub_id
         self.token = token
@@ -248,6 +250,7 @@ class Hub:
                 token=token,
                 scopes=SERVICE_SCOPES,
             )
+            + extra_config
         )
         self.log_path = workdir / "jupyterhub.log"
         self.proc: subprocess.Popen[bytes] | None = None

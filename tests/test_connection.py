@@ -1,6 +1,7 @@
-"""A remote engine over mutual TLS: a second dockerd on 127.0.0.1 with `--tlsverify` and
-certificates made here. The right client certificate works; a missing or wrong one is refused
-with an error that says so."""
+"""The connection to the engine: the shared, version-negotiated client, the Docker host from
+the settings or the environment, and a remote engine over mutual TLS (a second dockerd on
+127.0.0.1 with `--tlsverify` and certificates made here: the right client certificate works;
+a missing or wrong one is refused with an error that says so)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,43 @@ import pytest
 import rustdocker
 from rustdocker import _core
 
-from conftest import TINY_IMAGE, make_spawner
+from conftest import docker, make_spawner, skip_or_fail
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("tiny_image")]
+
+def test_incomplete_tls_settings_are_named(tmp_path: Path) -> None:
+    s = make_spawner(tls_config={"ca_cert": str(tmp_path / "missing.pem")})
+    with pytest.raises(ValueError, match="client_cert"):
+        s._connection()
+    (tmp_path / "ca.pem").write_text("x")
+    s = make_spawner(
+        tls_config={
+            "client_cert": ("/nope/c.pem", "/nope/k.pem"),
+            "ca_cert": str(tmp_path / "ca.pem"),
+        }
+    )
+    with pytest.raises(ValueError, match=r"/nope/c\.pem"):
+        s._connection()
+
+
+async def test_unreachable_engine_names_the_host(unique: str) -> None:
+    s = make_spawner(unique, docker_host="unix:///nonexistent/docker.sock")
+    with pytest.raises(rustdocker.DockerConnectionError, match=r"/nonexistent/docker\.sock"):
+        await s.start()
+    with pytest.raises(rustdocker.DockerConnectionError, match=r"127\.0\.0\.1:1"):
+        await _core.DockerClient.connect("tcp://127.0.0.1:1", 5.0)
+
+
+# ------------------------------------------------------------------ on the engine
+
+
+@pytest.mark.docker
+async def test_client_negotiates_api_version() -> None:
+    client = await _core.DockerClient.connect()
+    server_api = docker("version", "--format", "{{.Server.APIVersion}}").stdout.strip()
+    assert client.api_version == server_api
+
+
+# ------------------------------------------------------------------ a remote engine over TLS
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -48,11 +83,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def tls_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def tls_engine(
+    tiny_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
     if shutil.which("dockerd") is None or shutil.which("openssl") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true and dockerd or openssl is missing")
-        pytest.skip("dockerd and openssl are needed")
+        skip_or_fail("dockerd and openssl are needed")
     d = tmp_path_factory.mktemp("tls")
     make_ca(d, "ca")
     make_ca(d, "rogue-ca")
@@ -98,7 +133,7 @@ def tls_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
                 pytest.fail(f"TLS dockerd did not start: {(d / 'dockerd.log').read_text()[-2000:]}")
             time.sleep(0.3)
         # The tiny image, copied over from the main engine.
-        save = subprocess.Popen(["docker", "save", TINY_IMAGE], stdout=subprocess.PIPE)
+        save = subprocess.Popen(["docker", "save", tiny_image], stdout=subprocess.PIPE)
         subprocess.run(["docker", "load", "-q"], stdin=save.stdout, env=tls_env, check=True,
                        capture_output=True)  # fmt: skip
         save.wait()
@@ -121,6 +156,7 @@ def tls_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         subprocess.run(["ip", "link", "del", bridge], check=False)
 
 
+@pytest.mark.docker
 async def test_right_client_certificate_spawns(tls_engine: tuple[str, Path], unique: str) -> None:
     host, d = tls_engine
     s = make_spawner(
@@ -151,6 +187,7 @@ async def test_right_client_certificate_spawns(tls_engine: tuple[str, Path], uni
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.docker
 async def test_docker_tls_verify_environment(
     tls_engine: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, unique: str
 ) -> None:
@@ -164,6 +201,7 @@ async def test_docker_tls_verify_environment(
     assert await s.poll() == 0  # an API call over TLS: no such container there
 
 
+@pytest.mark.docker
 async def test_missing_client_certificate_is_refused(tls_engine: tuple[str, Path]) -> None:
     host, _ = tls_engine
     with pytest.raises(rustdocker.DockerConnectionError) as info:
@@ -171,6 +209,7 @@ async def test_missing_client_certificate_is_refused(tls_engine: tuple[str, Path
     assert host.removeprefix("tcp://") in str(info.value)
 
 
+@pytest.mark.docker
 async def test_wrong_client_certificate_is_refused(tls_engine: tuple[str, Path]) -> None:
     host, d = tls_engine
     with pytest.raises(rustdocker.DockerConnectionError) as info:
@@ -186,18 +225,3 @@ async def test_wrong_client_certificate_is_refused(tls_engine: tuple[str, Path])
             host, 10.0, tls_ca=str(d / "rogue-ca.pem"), tls_cert=str(d / "client.pem"),
             tls_key=str(d / "client-key.pem"),
         )  # fmt: skip
-
-
-def test_incomplete_tls_settings_are_named(tmp_path: Path) -> None:
-    s = make_spawner(tls_config={"ca_cert": str(tmp_path / "missing.pem")})
-    with pytest.raises(ValueError, match="client_cert"):
-        s._connection()
-    (tmp_path / "ca.pem").write_text("x")
-    s = make_spawner(
-        tls_config={
-            "client_cert": ("/nope/c.pem", "/nope/k.pem"),
-            "ca_cert": str(tmp_path / "ca.pem"),
-        }
-    )
-    with pytest.raises(ValueError, match=r"/nope/c\.pem"):
-        s._connection()

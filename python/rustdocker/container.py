@@ -1,0 +1,312 @@
+"""The container's own settings: resources, networking, Docker pass-through and what happens
+around its start and stop.
+
+`resolve_limits()` evaluates the resource settings for one start (callables included) through
+the core's one check of each value (`_core.memory_bytes`, `_core.cpu_cores`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Any
+
+from jupyterhub.traitlets import Callable as CallableTrait
+from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, Union, default, observe, validate
+
+from . import _core
+from .imagechoice import maybe_await
+from .naming import Naming
+from .traits import ByteSpecification, UnicodeOrFalse
+
+#: Resource settings -> the environment variable JupyterHub sets from each.
+LIMIT_ENV = {"mem_limit": "MEM_LIMIT", "mem_guarantee": "MEM_GUARANTEE", "cpu_limit": "CPU_LIMIT"}
+
+
+class ContainerSettings(Naming):
+    """Resources, networking and pass-through settings of the user's container."""
+
+    remove = Bool(
+        False,
+        help="""Remove the container when the server stops (and a leftover one at start).
+
+        With `False` (the default) a stopped container is kept and restarted at the next start,
+        so changes outside the mounted volumes survive, but so does the old configuration.
+        Named volumes and host directories are never removed either way.
+
+        Example: `c.DockerSpawner.remove = True`
+        """,
+    ).tag(config=True)
+
+    @property
+    def will_resume(self) -> bool:
+        # A kept container is resumed, so the hub keeps its API token across stops.
+        return not self.remove
+
+    # ------------------------------------------------------------------ resources
+
+    mem_limit = Union(
+        [CallableTrait(), ByteSpecification()],
+        default_value=None,
+        allow_none=True,
+        help="""Memory limit of the container (Docker `Memory`): bytes, or a string with suffix
+        K, M, G or T. Unset (the default) or 0 sends no limit. A callable `f(spawner)` is
+        evaluated at every start. Negative, NaN or infinite values are refused.
+
+        Example: `c.Spawner.mem_limit = "2G"`
+        """,
+    ).tag(config=True)
+
+    mem_guarantee = Union(
+        [CallableTrait(), ByteSpecification()],
+        default_value=None,
+        allow_none=True,
+        help="""Memory reservation of the container (Docker `MemoryReservation`, a soft limit the
+        kernel reclaims down to under memory pressure). Same syntax as `mem_limit`.
+
+        Example: `c.Spawner.mem_guarantee = "512M"`
+        """,
+    ).tag(config=True)
+
+    cpu_limit = Union(
+        [CallableTrait(), Float(allow_none=True)],
+        default_value=None,
+        allow_none=True,
+        help="""CPU limit in cores, as Docker `CpuQuota` over `CpuPeriod` (100 000 µs, or the
+        `cpu_period` of `extra_host_config`). Unset or 0 sends no limit. A callable
+        `f(spawner)` is evaluated at every start.
+
+        Example: `c.Spawner.cpu_limit = 1.5`
+        """,
+    ).tag(config=True)
+
+    # ------------------------------------------------------------------ networking
+
+    network_name = Unicode(
+        "bridge",
+        help="""Docker network the container joins (its `NetworkMode`).
+
+        With a user-defined network the hub connects to the container's IP on it
+        (`use_internal_ip` defaults to True), which needs the hub on the same network.
+
+        Example: `c.DockerSpawner.network_name = "jupyterhub"`
+        """,
+    ).tag(config=True)
+
+    use_internal_ip = Bool(
+        help="""Connect to the container's IP on `network_name` instead of a published port.
+
+        Defaults to True when `network_name` is a user-defined network, False for `bridge` and
+        `host`. With False the server port is published on `host_ip` on a random host port.
+
+        Example: `c.DockerSpawner.use_internal_ip = True`
+        """,
+    ).tag(config=True)
+
+    @default("use_internal_ip")
+    def _use_internal_ip_default(self) -> bool:
+        return self.network_name not in {"bridge", "host"}
+
+    use_internal_hostname = Bool(
+        help="""Connect to the container by its name (`internal_hostname`) and `port`, instead of
+        an IP address. Takes precedence over `use_internal_ip`.
+
+        The hub must resolve container names: it runs in a container on the same user-defined
+        `network_name` (Docker's DNS does not serve the default `bridge` network). Defaults to
+        True with `c.JupyterHub.internal_ssl`, whose server certificates name the container
+        (`ssl_alt_names`), False otherwise.
+
+        Example: `c.DockerSpawner.use_internal_hostname = True`
+        """,
+    ).tag(config=True)
+
+    @default("use_internal_hostname")
+    def _use_internal_hostname_default(self) -> bool:
+        return bool(self.internal_ssl)
+
+    @property
+    def internal_hostname(self) -> str:
+        """The name the hub reaches the container by with `use_internal_hostname`."""
+        return self.object_name
+
+    @default("ssl_alt_names")
+    def _ssl_alt_names_default(self) -> list[str]:
+        # With internal SSL the server's certificate must name the host the hub connects to.
+        return ["DNS:" + self.internal_hostname]
+
+    host_ip = Unicode(
+        help="""Host interface the server port is published on when `use_internal_ip` is False.
+
+        Default: the host of `DOCKER_HOST` when it is a `tcp://` URL, else `127.0.0.1`, so
+        servers are not exposed beyond the machine. `0.0.0.0` publishes on every interface
+        (the hub then connects through the Docker host's name).
+
+        Example: `c.DockerSpawner.host_ip = "0.0.0.0"`
+        """,
+    ).tag(config=True)
+
+    @default("host_ip")
+    def _host_ip_default(self) -> str:
+        # The engine's own host for a tcp:// DOCKER_HOST, else loopback.
+        return _core.docker_host(None)[1]
+
+    links = Dict(
+        help="""Legacy Docker links `{container_name: alias}`.
+
+        Example: `c.DockerSpawner.links = {"postgres": "db"}`
+        """,
+    ).tag(config=True)
+
+    # ------------------------------------------------------------------ pass-through
+
+    extra_create_kwargs = Union(
+        [CallableTrait(), Dict()],
+        help="""Extra settings of the container create request, deep-merged over the computed
+        ones: `labels` and `environment` add to rather than replace rustdocker's. Every string
+        is templated leniently (`{username}` works; an unknown field is left as it is). May be
+        a callable `f(spawner)`, possibly async.
+
+        docker-py's `create_container` keywords are accepted as DockerSpawner configs use them
+        (`user`, `labels`, `environment`, `working_dir`, `entrypoint`, `hostname`,
+        `healthcheck`, `stop_signal`, `stop_timeout`, ...), and so are Engine API fields
+        (`User`, `Labels`, ...). A `host_config` key holds raw Engine `HostConfig` fields, which
+        the computed host config overrides. An unknown key is an error naming it.
+
+        Example::
+
+            c.DockerSpawner.extra_create_kwargs = {"user": "root", "labels": {"team": "{username}"}}
+        """,
+    ).tag(config=True)
+
+    extra_host_config = Union(
+        [CallableTrait(), Dict()],
+        help="""Extra `HostConfig` settings, deep-merged over the computed ones: they win, except
+        `network_mode`, which only replaces `network_name`. Its `cpu_period` is also the period
+        `cpu_limit` is computed against. Templated leniently; may be a callable `f(spawner)`,
+        possibly async (e.g. to give each user a different GPU).
+
+        docker-py's `create_host_config` keywords are accepted with docker-py's conversions
+        (`shm_size="1g"`, `mem_reservation`, `memswap_limit`, `cap_add`, `device_requests`,
+        `ulimits`, `tmpfs`, `restart_policy`, `log_config`, `devices`, `sysctls`, `pids_limit`,
+        `security_opt`, ...), and so are Engine API fields (`ShmSize`, `DeviceRequests`, ...)
+        and docker-py's helper objects. An unknown key is an error naming it.
+
+        Example::
+
+            c.DockerSpawner.extra_host_config = {
+                "shm_size": "1g",
+                "device_requests": [{"count": -1, "capabilities": [["gpu"]]}],
+            }
+        """,
+    ).tag(config=True)
+
+    post_start_cmd = UnicodeOrFalse(
+        False,
+        help="""A command run in the container (`docker exec`, as its default user, no shell)
+        right after it starts, e.g. to fix permissions. It is split like a shell line, waited
+        for, and counts against `start_timeout`. Its stdout is logged at DEBUG, its stderr and
+        a non-zero exit code at WARNING; a failing command does not fail the spawn.
+
+        Example: `c.DockerSpawner.post_start_cmd = "sh -c 'chmod 700 /home/jovyan/work'"`
+        """,
+    ).tag(config=True)
+
+    stop_timeout = Int(
+        None,
+        allow_none=True,
+        help="""Seconds `docker stop` waits after SIGTERM before SIGKILL. None (the default)
+        uses the container's own setting (Docker's default is 10 s).
+
+        Example: `c.DockerSpawner.stop_timeout = 30`
+        """,
+    ).tag(config=True)
+
+    @validate("cpu_limit")
+    def _validate_cpu_limit(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is None or callable(value):
+            return value
+        try:
+            return _core.cpu_cores(value, f"{type(self).__name__}.cpu_limit")
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
+    # The callables behind `mem_limit`, `mem_guarantee` and `cpu_limit`: the settings read as
+    # their evaluated value (as in DockerSpawner, which evaluates them when the spawner is
+    # made), and every start evaluates them again.
+    _limit_sources = Dict()
+    _setting_evaluated_limit = False
+
+    @observe(*LIMIT_ENV)
+    def _limit_set(self, change: Any) -> None:
+        if self._setting_evaluated_limit:
+            return
+        if callable(change.new):
+            self._limit_sources = {**self._limit_sources, change.name: change.new}
+            self._evaluate_limit_now(change.name, change.new)
+        else:
+            # A plain value set after a callable replaces it.
+            self._limit_sources = {k: v for k, v in self._limit_sources.items() if k != change.name}
+
+    def _set_evaluated_limit(self, name: str, value: Any) -> None:
+        self._setting_evaluated_limit = True
+        try:
+            setattr(self, name, value)
+        finally:
+            self._setting_evaluated_limit = False
+
+    def _evaluate_limit_now(self, name: str, source: Any) -> None:
+        """Reads a limit's callable when it is set, so the setting shows its value. One that
+        cannot answer yet (async, or failing before the hub prepared the spawn) stays a
+        callable until the next start evaluates it."""
+        try:
+            value = source(self)
+        except Exception as e:
+            self.log.debug("%s.%s is evaluated at the next start: %s", type(self).__name__, name, e)
+            return
+        if inspect.isawaitable(value):
+            if inspect.iscoroutine(value):
+                value.close()
+            return
+        # An invalid value is reported by the start, naming the setting.
+        with contextlib.suppress(TraitError):
+            self._set_evaluated_limit(name, value)
+
+    async def resolve_limits(self) -> dict[str, Any]:
+        """`mem_limit`, `mem_guarantee` and `cpu_limit` for this start: callables evaluated (and
+        awaited), every value checked by the core; `TraitError` names the setting."""
+        cls = type(self).__name__
+        limits: dict[str, Any] = {}
+        for name in LIMIT_ENV:
+            source = self._limit_sources.get(name)
+            value = getattr(self, name)
+            if source is None and callable(value):
+                source = value
+            if source is not None:
+                value = await maybe_await(source(self))
+            check = _core.cpu_cores if name == "cpu_limit" else _core.memory_bytes
+            try:
+                limits[name] = check(value, f"{cls}.{name}")
+            except ValueError as e:
+                raise TraitError(str(e)) from None
+            if source is not None:
+                self._set_evaluated_limit(name, limits[name])
+        return limits
+
+    def limits_env(self, env: dict[str, str], limits: dict[str, Any]) -> dict[str, str]:
+        """`env` with MEM_LIMIT, MEM_GUARANTEE and CPU_LIMIT from the resolved `limits` (the base
+        class would stringify a callable); an `environment` entry of the same name wins."""
+        env = dict(env)
+        for name, key in LIMIT_ENV.items():
+            if key in self.environment:
+                continue
+            env.pop(key, None)
+            if limits.get(name):
+                env[key] = str(limits[name])
+        return env
+
+    def create_kwargs_defaults(self) -> dict[str, Any]:
+        """Container create settings that apply unless `extra_create_kwargs` sets the same one,
+        in docker-py keyword form (`user`, `working_dir`, ...). None here; `SystemUserSpawner`
+        gives the user's uid and home directory."""
+        return {}

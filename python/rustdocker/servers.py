@@ -1,0 +1,178 @@
+"""Servers among each other: one server never takes another's container or volumes, and a
+renamed server keeps its volumes (JupyterHub 6's `rename`); what deleting a server keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tornado import web
+
+from ._core import RustDockerError
+from .imagechoice import refusal
+from .volumes import Volumes
+
+
+class _AsServer:
+    """A spawner seen as if it were the server `name`: for asking whether a template's result
+    depends on the server's name."""
+
+    def __init__(self, spawner: Servers, name: str) -> None:
+        self._spawner = spawner
+        self.name = name
+
+    def template_namespace(self) -> dict[str, str]:
+        namespace = dict(self._spawner.template_namespace())
+        namespace["servername"] = str(self._spawner.escape(self.name.lower()))
+        namespace["raw_servername"] = self.name
+        return namespace
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._spawner, attr)
+
+
+class Servers(Volumes):
+    """Names across a user's servers: conflicts, `rename()` and `delete_forever()`."""
+
+    def _check_names_not_taken(self) -> None:
+        """Refuse to start on another server's container or volumes.
+
+        A renamed server keeps its volumes' names (`_volume_source`); a new server given the
+        old name would otherwise mount them, and with a name recorded in state adopt another
+        server's kept container. The other servers' recorded names are in the hub's database.
+        """
+        orm_user = getattr(self.user, "orm_user", None)
+        others = getattr(orm_user, "orm_spawners", None)
+        if not isinstance(others, Mapping):
+            return
+        mine = self.name or ""
+        container = self.object_name
+        # Only volumes meant to be each server's own: one volume per user is shared by design.
+        volumes = {
+            template: name
+            for template, name in self._volume_sources().items()
+            if self._names_each_server(template)
+        }
+        for other_name, orm_spawner in others.items():
+            state = getattr(orm_spawner, "state", None)
+            if other_name == mine or not isinstance(state, dict):
+                continue
+            if state.get("object_name") == container:
+                raise refusal(
+                    f"Server {mine!r} cannot start: its container {container!r} belongs to the "
+                    f"server {other_name!r}. Choose another server name (and check that "
+                    "name_template gives each server its own container).",
+                    reason="name-conflict",
+                    status_code=409,
+                )
+            recorded = state.get("volume_names")
+            if not isinstance(recorded, dict):
+                continue
+            for template, name in volumes.items():
+                if recorded.get(template) == name:
+                    old = state.get("volume_names_server")
+                    was = f" (renamed from {old!r})" if old not in (None, other_name) else ""
+                    raise refusal(
+                        f"Server {mine!r} cannot start: the volume {name!r} (template "
+                        f"{template!r}) holds the files of the server {other_name!r}{was}. "
+                        "Choose another server name.",
+                        reason="name-conflict",
+                        status_code=409,
+                    )
+
+    def _names_each_server(self, template: str) -> bool:
+        """Whether `template` gives another server another name (through `{servername}`, or a
+        `format_volume_name` reading the server's name)."""
+        try:
+            here = str(self.format_volume_name(template, self))
+            there = str(self.format_volume_name(template, _AsServer(self, "rustdocker-probe")))
+        except Exception:
+            return False
+        return here != there
+
+    async def rename(self, old_name: str, new_name: str) -> None:
+        """Called by JupyterHub 6 before a stopped server is renamed; raising vetoes it.
+
+        The volumes keep their names (`{servername}` in a template keeps rendering the old
+        name), so the server keeps its files. The container is not kept: it was created with
+        the old server's URL and OAuth settings and would not serve the new one. A container
+        kept by `remove = False` therefore vetoes the rename, because files outside the volumes
+        live in it; once it is removed (`docker rm`), the rename proceeds and the next start
+        creates a container named after the new name. With `remove = True` a leftover stopped
+        container is removed, as the next start would.
+        """
+        base = getattr(super(), "rename", None)
+        if base is not None:
+            await base(old_name, new_name)
+        if self._state_records_container:
+            await self._remove_container_for_rename(old_name, new_name)
+            self.object_id = ""
+            self._persisted_name = ""
+        self._record_volume_names()  # under the old name, which is self.name until the hub commits
+        if self.orm_spawner is not None:
+            # The hub commits the orm row after this returns, but does not save the state itself.
+            self.orm_spawner.state = self.get_state()
+        self.log.info(
+            "Renaming %s to %r: volumes keep their names %s",
+            self._log_name,
+            new_name,
+            sorted(set(self._volume_names.values())),
+        )
+
+    async def _remove_container_for_rename(self, old_name: str, new_name: str) -> None:
+        """Removes the server's stopped container before a rename, or vetoes the rename (409):
+        while the container runs, whatever `remove` is, and while `remove = False` keeps it."""
+        client = await self.docker_client()
+        target = self.object_id or self.object_name
+        status = await client.container_status(target)
+        if status is None or not status.owned_by(self._labels(), True):
+            return  # gone, or another server's by now: the state no longer points at ours
+
+        def veto(why: str) -> web.HTTPError:
+            return web.HTTPError(
+                409, "%s", f"Cannot rename {self._log_name} to {new_name!r}: {why}"
+            )
+
+        if status.running:
+            raise veto(
+                f"its container {self.object_name!r} is running. Stop the server first; its "
+                "volumes are kept."
+            )
+        if not self.remove:
+            raise veto(
+                f"its stopped container {self.object_name!r} was created for the name "
+                f"{old_name!r} and holds the files outside its volumes "
+                "(DockerSpawner.remove = False). An administrator can remove it "
+                f"(docker rm {self.object_name}) to allow the rename; the volumes are kept."
+            )
+        try:
+            # Under the container's lock, checked again: a start that raced us wins.
+            await client.remove_stopped_server(
+                self.object_name,
+                self._labels(),
+                target=self.object_id or None,
+                adopt_unlabelled=True,
+            )
+        except RustDockerError as e:
+            raise veto(f"its container could not be removed: {e}") from None
+
+    async def delete_forever(self) -> None:
+        """Called when the user or this named server is deleted: rustdocker deletes nothing.
+
+        A container kept by `remove = False`, the volumes and the host directories stay; the
+        log names them so that an administrator can remove them.
+        """
+        kept = []
+        if self.object_id or self._persisted_name:
+            kept.append(f"container {self.object_name}")
+        try:
+            names = self._volume_names or self._volume_sources()
+        except Exception:  # a broken template must not block the deletion
+            names = self._volume_names
+        kept += [f"volume {name}" for name in sorted(set(names.values()))]
+        self.log.info(
+            "Deleting %s: nothing is removed; kept: %s",
+            self._log_name,
+            ", ".join(kept) if kept else "nothing recorded",
+        )
