@@ -28,11 +28,14 @@ class ContainerSettings(Naming):
 
     remove = Bool(
         False,
-        help="""Remove the container when the server stops (and a leftover one at start).
+        help="""Remove the container when the server stops (and a leftover one at start, such
+        as a container that exited on its own), with its anonymous volumes (those an image's
+        `VOLUME` makes, which nothing else would ever reuse).
 
         With `False` (the default) a stopped container is kept and restarted at the next start,
         so changes outside the mounted volumes survive, but so does the old configuration.
-        Named volumes and host directories are never removed either way.
+        Named volumes and host directories are never removed either way. Only this server's own
+        container is ever removed (see `hub_id`).
 
         Example: `c.DockerSpawner.remove = True`
         """,
