@@ -61,12 +61,18 @@ def _fields(head: bytes) -> tuple[str, str, dict[str, str]]:
 
 
 async def _copy(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, half_close: bool = False
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    half_close: bool = False,
+    frozen: set[asyncio.StreamWriter] | None = None,
 ) -> None:
     """Copies until `reader` ends, then closes `writer`; with `half_close`, only its sending
-    side, so the answers still come back (a hijacked stream whose client sends nothing more)."""
+    side, so the answers still come back (a hijacked stream whose client sends nothing more).
+    Once `writer` is in `frozen`, what arrives is dropped: a half-open connection."""
     try:
         while data := await reader.read(1 << 16):
+            if frozen is not None and writer in frozen:
+                continue
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError, asyncio.IncompleteReadError):
@@ -91,6 +97,8 @@ class CountingProxy:
         self.counts: collections.Counter[str] = collections.Counter()
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._frozen: set[asyncio.StreamWriter] = set()
+        self._first: dict[asyncio.StreamWriter, str] = {}
 
     @property
     def url(self) -> str:
@@ -131,6 +139,12 @@ class CountingProxy:
                 await writer.wait_closed()
         self._writers.clear()
 
+    async def freeze_connections(self, pattern: str = "") -> None:
+        """Every connection open now whose first request has `pattern` in its "METHOD target"
+        stays open but brings its client nothing more from the engine, as a half-open TCP
+        connection to a remote engine would; new ones work."""
+        self._frozen.update(w for w, first in self._first.items() if pattern in first)
+
     def _answer_count(self, writer: asyncio.StreamWriter) -> None:
         body = json.dumps({"total": sum(self.counts.values()), "by_kind": dict(self.counts)})
         writer.write(
@@ -152,7 +166,8 @@ class CountingProxy:
             return
         ureader, uwriter = await asyncio.open_unix_connection(self.upstream, limit=1 << 20)
         self._writers.update({cwriter, uwriter})
-        back = asyncio.ensure_future(_copy(ureader, cwriter))
+        self._first[cwriter] = " ".join(first.decode("latin-1").split(" ", 2)[:2])
+        back = asyncio.ensure_future(_copy(ureader, cwriter, frozen=self._frozen))
         try:
             await self._forward_requests(first, creader, uwriter)
             # The engine's side ends too: at once once the client has gone (the connection to
@@ -162,6 +177,8 @@ class CountingProxy:
             uwriter.close()
             self._writers.discard(cwriter)
             self._writers.discard(uwriter)
+            self._frozen.discard(cwriter)
+            self._first.pop(cwriter, None)
 
     async def _forward_requests(
         self, first: bytes, creader: asyncio.StreamReader, uwriter: asyncio.StreamWriter

@@ -350,6 +350,7 @@ impl PyDockerClient {
             ("events", stats.events.load(Ordering::Relaxed)),
             ("resyncs", stats.resyncs.load(Ordering::Relaxed)),
             ("disconnects", stats.disconnects.load(Ordering::Relaxed)),
+            ("renewals", stats.renewals.load(Ordering::Relaxed)),
         ])
     }
 

@@ -135,3 +135,47 @@ async def test_a_slow_stop_does_not_delay_another_user(unique: str, proxy: Count
 
     await asyncio.gather(run("slow-stop", slow.stop), run("fast-cycle", fast_cycle))
     assert finished == ["fast-cycle", "slow-stop"]
+
+
+@pytest.mark.docker
+async def test_a_container_being_restarted_by_its_policy_counts_as_running(
+    unique: str, proxy: CountingProxy
+) -> None:
+    """The engine restarts a crashed container with a restart policy, with a growing delay
+    (100 ms, 200 ms, 400 ms, ...): meanwhile the server is still there, and every poll says so."""
+    s = make_spawner(
+        unique, docker_host=proxy.url, extra_host_config={"restart_policy": {"Name": "always"}}
+    )
+    await s.start()
+    client = await s.docker_client()
+    await wait_for(lambda: client.cache_synced, 5, "cache synced")
+    answers: list[int | None] = []
+    for crash in range(1, 4):
+        # PID 1 of the test image exits on SIGTERM: a crash, as the engine sees it.
+        docker("exec", s.object_name, "sh", "-c", "kill 1", check=False)
+        deadline = asyncio.get_running_loop().time() + 10
+        while inspect("container", s.object_name)["RestartCount"] < crash:
+            answers.append(await s.poll())
+            assert asyncio.get_running_loop().time() < deadline, "the engine did not restart it"
+            await asyncio.sleep(0.005)
+        await wait_for(lambda: inspect("container", s.object_name)["State"]["Running"], 10, "up")
+        answers.append(await s.poll())
+    assert answers and set(answers) == {None}, answers
+    docker("update", "--restart", "no", s.object_name)
+    await s.stop()
+
+
+@pytest.mark.docker
+async def test_a_silent_events_stream_is_renewed(unique: str, proxy: CountingProxy) -> None:
+    """A half-open connection to a remote engine brings no events and no error: the cache renews
+    a stream that stayed silent, so what happened meanwhile is seen (here: within 30 s)."""
+    s = make_spawner(unique, docker_host=proxy.url)
+    await s.start()
+    client = await s.docker_client()
+    await wait_for(lambda: client.cache_synced, 5, "cache synced")
+    renewals = client.cache_stats["renewals"]
+    await proxy.freeze_connections("/events")  # the events stream goes silent, stays open
+    docker("kill", s.object_name)
+    await wait_for(lambda: client.cache_stats["renewals"] > renewals, 40, "a renewal")
+    assert await s.poll() == 137
+    await s.stop()

@@ -12,7 +12,7 @@
 //! itself (after a start) carry the engine's own timestamp, and older events are ignored for
 //! that entry, so a late `die` from an earlier stop cannot mark a fresh start as dead.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -27,6 +27,13 @@ use super::{Engine, MANAGED_LABEL, MANAGED_VALUE};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
 
+/// How many destroyed container ids are remembered (a few hundred bytes each).
+const MAX_TOMBSTONES: usize = 10_000;
+
+/// A silent events stream is renewed (a fresh listing, a fresh stream) after this long: on a
+/// half-open TCP connection to a remote engine nothing ever arrives, and nothing says so.
+pub const SILENCE_RENEW: Duration = Duration::from_secs(25);
+
 /// Seconds of event history replayed on (re)subscription, to cover the gap before the listing.
 const REPLAY_SECONDS: u64 = 5;
 
@@ -38,6 +45,10 @@ struct Entry {
     state: ContainerStatus,
     /// Engine time (ns since the epoch) of the newest information in this entry.
     as_of: i64,
+    /// Whether the container has a restart policy (None: not known yet).
+    restarts: Option<bool>,
+    /// False after a `die` that a restart may follow: lookups miss (and inspect) meanwhile.
+    confirmed: bool,
 }
 
 impl Entry {
@@ -60,6 +71,8 @@ impl Entry {
                 owner,
             },
             as_of,
+            restarts: None,
+            confirmed: true,
         }
     }
 
@@ -72,6 +85,9 @@ impl Entry {
 struct Maps {
     by_id: HashMap<String, Entry>,
     name_to_id: HashMap<String, String>,
+    /// Ids of containers the engine destroyed: an inspect that started before the destruction
+    /// and answers after it must not bring them back. Ids are never reused.
+    destroyed: HashSet<String>,
 }
 
 impl Maps {
@@ -119,6 +135,8 @@ pub struct CacheStats {
     pub resyncs: AtomicU64,
     /// Disconnects of the events stream.
     pub disconnects: AtomicU64,
+    /// Renewals of a silent events stream (`SILENCE_RENEW`).
+    pub renewals: AtomicU64,
 }
 
 /// The shared state cache.
@@ -147,7 +165,9 @@ impl StateCache {
             .maps
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        maps.get(key).map(|entry| entry.state.clone())
+        maps.get(key)
+            .filter(|entry| entry.confirmed)
+            .map(|entry| entry.state.clone())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
@@ -183,14 +203,34 @@ impl StateCache {
             .and_then(|s| s.finished_at.as_deref())
             .and_then(parse_rfc3339_nanos);
         let as_of = started.max(finished).unwrap_or(0);
+        let policy = inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.restart_policy.as_ref())
+            .and_then(|p| p.name);
         let entry = Entry {
             name: name.trim_start_matches('/').to_owned(),
             state: status,
             as_of,
+            restarts: Some(policy.is_some_and(|p| {
+                p != bollard::models::RestartPolicyNameEnum::NO
+                    && p != bollard::models::RestartPolicyNameEnum::EMPTY
+            })),
+            confirmed: true,
         };
         let mut maps = self.write();
-        match maps.get(entry.id()) {
-            Some(existing) if existing.as_of > entry.as_of => {}
+        if maps.destroyed.contains(entry.id()) {
+            return;
+        }
+        match maps.by_id.get_mut(entry.id()) {
+            // Older than what the events said; but the restart policy never changes, and an
+            // inspect showing the container neither running nor restarting confirms a death.
+            Some(existing) if existing.as_of > entry.as_of => {
+                existing.restarts = entry.restarts;
+                if !existing.confirmed && !entry.state.running && !existing.state.running {
+                    existing.confirmed = true;
+                }
+            }
             _ => maps.insert(entry),
         }
     }
@@ -202,11 +242,19 @@ impl StateCache {
     }
 
     fn replace_all(&self, entries: Vec<Entry>) {
-        let mut maps = Maps::default();
-        for entry in entries {
-            maps.insert(entry);
+        let mut current = self.write();
+        let mut maps = Maps {
+            destroyed: std::mem::take(&mut current.destroyed),
+            ..Maps::default()
+        };
+        for mut entry in entries {
+            if !maps.destroyed.contains(entry.id()) {
+                // The restart policy never changes: what an inspect told stays known.
+                entry.restarts = current.by_id.get(entry.id()).and_then(|e| e.restarts);
+                maps.insert(entry);
+            }
         }
-        *self.write() = maps;
+        *current = maps;
     }
 
     fn apply(&self, event: &EventMessage) {
@@ -236,22 +284,34 @@ impl StateCache {
         }
         match verb {
             "start" | "unpause" | "restart" => {
-                maps.insert(Entry::new(id, name, (true, 0, "running"), owner, time));
+                let restarts = maps.by_id.get(&id).and_then(|e| e.restarts);
+                let mut entry = Entry::new(id, name, (true, 0, "running"), owner, time);
+                entry.restarts = restarts;
+                maps.insert(entry);
             }
             "die" => {
                 let exit_code = attributes
                     .and_then(|a| a.get("exitCode"))
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(0);
-                maps.insert(Entry::new(
-                    id,
-                    name,
-                    (false, exit_code, "exited"),
-                    owner,
-                    time,
-                ));
+                // A container with a restart policy that the engine is restarting counts as
+                // running, and the event does not say whether it will be restarted: unless the
+                // container is known to have no restart policy, the entry is kept (for the
+                // order of events) but not answered from, so polls inspect (`Restarting` is set
+                // before the event is sent) until its next event.
+                let restarts = maps.by_id.get(&id).and_then(|e| e.restarts);
+                let mut entry = Entry::new(id, name, (false, exit_code, "exited"), owner, time);
+                entry.restarts = restarts;
+                entry.confirmed = restarts == Some(false);
+                maps.insert(entry);
             }
-            "destroy" => maps.remove(&id),
+            "destroy" => {
+                maps.remove(&id);
+                if maps.destroyed.len() >= MAX_TOMBSTONES {
+                    maps.destroyed.clear();
+                }
+                maps.destroyed.insert(id);
+            }
             "rename" => {
                 if let Some(mut entry) = maps.by_id.get(&id).cloned() {
                     entry.name = name;
@@ -394,16 +454,26 @@ impl Engine {
                                 ));
                                 continue;
                             }
+                        } else if let Ok(item) =
+                            tokio::time::timeout(SILENCE_RENEW, events.next()).await
+                        {
+                            item
                         } else {
-                            events.next().await
+                            break None;
                         };
                         match next {
                             Some(Ok(event)) => cache.apply(&event),
                             Some(Err(e)) => {
-                                break self.err("follow container events", e).to_string()
+                                break Some(self.err("follow container events", e).to_string())
                             }
-                            None => break "the engine closed the events stream".to_owned(),
+                            None => break Some("the engine closed the events stream".to_owned()),
                         }
+                    };
+                    let Some(ended) = ended else {
+                        // Silence: renew at once, still answering from the map meanwhile.
+                        cache.stats.renewals.fetch_add(1, Ordering::Relaxed);
+                        log::debug("state cache: no events for a while; renewing the stream");
+                        continue;
                     };
                     cache.synced.store(false, Ordering::Release);
                     cache.stats.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -526,6 +596,10 @@ mod tests {
         assert!(cache.lookup("a").is_none());
         cache.apply(&event("start", "a", 2, None));
         assert!(cache.lookup("n-a").is_some_and(|s| s.running));
+        // Known (from an inspect) to have no restart policy: its death is final.
+        if let Some(entry) = cache.write().by_id.get_mut("a") {
+            entry.restarts = Some(false);
+        }
         cache.apply(&event("die", "a", 5, Some("137")));
         let s = cache.lookup("a").unwrap();
         assert!(!s.running);
@@ -536,11 +610,56 @@ mod tests {
         cache.apply(&event("destroy", "a", 6, None));
         assert!(cache.lookup("a").is_none());
         assert!(cache.lookup("n-a").is_none());
+        // A container whose restart policy is not known: after its death polls inspect, until
+        // the restart's `start` event.
+        cache.apply(&event("start", "r", 8, None));
+        cache.apply(&event("die", "r", 9, Some("1")));
+        assert!(cache.lookup("r").is_none());
+        cache.apply(&event("start", "r", 10, None));
+        assert!(cache.lookup("r").is_some_and(|s| s.running));
         cache.synced.store(false, Ordering::Release);
         cache.apply(&event("start", "b", 7, None));
         assert!(
             cache.lookup("b").is_none(),
             "unsynced caches answer nothing"
         );
+    }
+
+    #[test]
+    fn a_late_inspect_never_brings_back_a_destroyed_container() {
+        use bollard::models::{ContainerConfig, ContainerInspectResponse, ContainerState};
+        let cache = StateCache::default();
+        cache.synced.store(true, Ordering::Release);
+        let running = ContainerInspectResponse {
+            id: Some("t".to_owned()),
+            name: Some("/n-t".to_owned()),
+            config: Some(ContainerConfig {
+                labels: Some(HashMap::from([(
+                    MANAGED_LABEL.to_owned(),
+                    MANAGED_VALUE.to_owned(),
+                )])),
+                ..Default::default()
+            }),
+            state: Some(ContainerState {
+                running: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        cache.apply(&event("start", "t", 1, None));
+        cache.apply(&event("destroy", "t", 2, None));
+        // An inspect that began before the destruction answers after it.
+        cache.record_inspect(&running);
+        assert!(cache.lookup("t").is_none());
+        assert!(cache.lookup("n-t").is_none());
+        // Nor does a resync listing that raced with it.
+        cache.replace_all(vec![Entry::new(
+            "t".to_owned(),
+            "n-t".to_owned(),
+            (true, 0, "running"),
+            None,
+            0,
+        )]);
+        assert!(cache.lookup("t").is_none());
     }
 }

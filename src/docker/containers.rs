@@ -173,7 +173,9 @@ impl ContainerStatus {
         let state = inspect.state.as_ref();
         ContainerStatus {
             id: inspect.id.clone().unwrap_or_default(),
-            running: state.and_then(|s| s.running).unwrap_or(false),
+            // A container the engine is restarting (its restart policy) still holds the server.
+            running: state.and_then(|s| s.running).unwrap_or(false)
+                || state.and_then(|s| s.restarting).unwrap_or(false),
             exit_code: state.and_then(|s| s.exit_code).unwrap_or(0),
             status: state
                 .and_then(|s| s.status)
