@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from traitlets import TraitError
 
 import rustdocker
 from rustdocker import _core
@@ -225,3 +226,23 @@ async def test_wrong_client_certificate_is_refused(tls_engine: tuple[str, Path])
             host, 10.0, tls_ca=str(d / "rogue-ca.pem"), tls_cert=str(d / "client.pem"),
             tls_key=str(d / "client-key.pem"),
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("value", [0.5, 0, -1, 1e20, float("nan"), float("inf"), 86401])
+def test_docker_timeout_out_of_range_is_a_trait_error(value: float) -> None:
+    """Below a second the engine client cannot honour it; huge values used to panic."""
+    with pytest.raises(TraitError, match=r"docker_timeout = .* from 1 to 86400"):
+        make_spawner(docker_timeout=value)
+
+
+@pytest.mark.parametrize("value", [0.5, 1e20, float("nan")])
+def test_pull_stall_timeout_out_of_range_is_a_trait_error(value: float) -> None:
+    with pytest.raises(TraitError, match=r"pull_stall_timeout = .* from 1 to 86400"):
+        make_spawner(pull_stall_timeout=value)
+
+
+async def test_the_core_refuses_a_timeout_it_cannot_honour() -> None:
+    """`client_kwargs['timeout']` bypasses the trait; the core refuses it with a ValueError, never
+    a panic."""
+    with pytest.raises(ValueError, match="docker_timeout"):
+        await _core.DockerClient.connect(None, 1e20)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from conftest import (
     http_get,
     inspect,
     make_spawner,
+    warnings_of,
 )
 
 
@@ -167,3 +169,54 @@ async def test_get_ip_and_port_override_decides_the_address(unique: str) -> None
     binding = inspect("container", s.object_name)["NetworkSettings"]["Ports"]["8888/tcp"][0]
     assert (ip, port) == ("custom-127.0.0.1", int(binding["HostPort"]))
     await s.stop()
+
+
+@pytest.mark.docker
+async def test_get_url_and_poll_never_raise_when_the_engine_is_gone(
+    unique: str, logs: Any, tmp_path: Any
+) -> None:
+    """At start-up JupyterHub calls get_url() for every server it believes running, outside any
+    `try`: with the engine unreachable the stored URL is used, with a warning naming the server
+    and the cause; poll() keeps reporting the server running, so it stays tracked."""
+    from jupyterhub import orm
+    from proxy import CountingProxy
+
+    async with CountingProxy(tmp_path / "engine.sock") as engine:
+        s = make_spawner(unique, docker_host=engine.url)
+        s.orm_spawner.server = orm.Server(
+            proto="http", ip="127.0.0.1", port=4242, base_url=f"/user/{unique}/", cookie_name="c"
+        )
+        await s.start()
+        stored = "http://127.0.0.1:4242/user/" + unique + "/"
+    # The engine's socket is gone now (the proxy closed it): a stopped engine, as the hub sees it.
+    assert await s.get_url() == stored
+    assert await s.poll() is None
+    assert await s.poll() is None
+    warnings = warnings_of(logs)
+    assert any("using its stored URL" in w and unique in w for w in warnings), warnings
+    assert sum("cannot poll it" in w for w in warnings) == 1, warnings  # once per outage
+    docker("rm", "-f", s.object_name)
+
+
+@pytest.mark.docker
+async def test_get_url_falls_back_when_the_container_left_its_network(
+    unique: str, logs: Any
+) -> None:
+    from jupyterhub import orm
+
+    net = f"rustdocker-test-{unique}"
+    docker("network", "create", "--label", f"{LABEL_HUB}={SESSION_HUB_ID}", net)
+    try:
+        s = make_spawner(unique, network_name=net)
+        # What the hub's database holds from before.
+        s.orm_spawner.server = orm.Server(
+            proto="http", ip="10.1.2.3", port=4242, base_url=f"/user/{unique}/", cookie_name="c"
+        )
+        await s.start()
+        docker("network", "disconnect", net, s.object_name)
+        assert await s.get_url() == f"http://10.1.2.3:4242/user/{unique}/"
+        assert any("using its stored URL" in w for w in warnings_of(logs))
+        await s.stop()
+    finally:
+        docker("rm", "-f", f"jupyter-{unique}", check=False)
+        docker("network", "rm", net, check=False)
