@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -151,10 +152,11 @@ async def test_a_container_being_restarted_by_its_policy_counts_as_running(
     await wait_for(lambda: client.cache_synced, 5, "cache synced")
     answers: list[int | None] = []
     for crash in range(1, 4):
-        # PID 1 of the test image exits on SIGTERM: a crash, as the engine sees it.
-        docker("exec", s.object_name, "sh", "-c", "kill 1", check=False)
-        deadline = asyncio.get_running_loop().time() + 10
+        deadline = asyncio.get_running_loop().time() + 20
         while inspect("container", s.object_name)["RestartCount"] < crash:
+            # PID 1 of the test image exits on SIGTERM once its trap is set: a crash, as the
+            # engine sees it (sent again until it lands: a fresh PID 1 may not trap yet).
+            docker("exec", s.object_name, "sh", "-c", "kill 1", check=False)
             answers.append(await s.poll())
             assert asyncio.get_running_loop().time() < deadline, "the engine did not restart it"
             await asyncio.sleep(0.005)
@@ -173,9 +175,44 @@ async def test_a_silent_events_stream_is_renewed(unique: str, proxy: CountingPro
     await s.start()
     client = await s.docker_client()
     await wait_for(lambda: client.cache_synced, 5, "cache synced")
-    renewals = client.cache_stats["renewals"]
+    stats = client.cache_stats
     await proxy.freeze_connections("/events")  # the events stream goes silent, stays open
     docker("kill", s.object_name)
-    await wait_for(lambda: client.cache_stats["renewals"] > renewals, 40, "a renewal")
+
+    def renewed() -> bool:
+        now = client.cache_stats
+        return now["renewals"] > stats["renewals"] and now["resyncs"] > stats["resyncs"]
+
+    await wait_for(renewed, 40, "a renewal and its listing")
     assert await s.poll() == 137
     await s.stop()
+
+
+@pytest.mark.docker
+async def test_get_url_after_a_hub_restart_makes_no_api_call(unique: str, tmp_path: Path) -> None:
+    """A restarted hub asks every server's URL at once: the fresh cache's listing knows where
+    each is reached, so get_url() asks the engine nothing."""
+    from jupyterhub import orm
+
+    async with CountingProxy(tmp_path / "before.sock") as before:
+        spawners = [make_spawner(f"{unique}-{i}", docker_host=before.url) for i in range(5)]
+        addresses = await asyncio.gather(*(s.start() for s in spawners))
+    async with CountingProxy(tmp_path / "after.sock") as after:
+        restarted = []
+        for s in spawners:
+            again = make_spawner(s.user.name, docker_host=after.url)
+            again.load_state(s.get_state())
+            again.orm_spawner.server = orm.Server(
+                proto="http", ip="", port=0, base_url=f"/user/{s.user.name}/", cookie_name="c"
+            )
+            restarted.append(again)
+        client = await restarted[0].docker_client()
+        await wait_for(lambda: client.cache_synced, 5, "cache synced")
+        start = len(after.requests)
+        urls = await asyncio.gather(*(s.get_url() for s in restarted))
+        assert after.requests[start:] == [], "get_url() asked the engine"
+        assert urls == [
+            f"http://{ip}:{port}/user/{s.user.name}/"
+            for (ip, port), s in zip(addresses, spawners, strict=True)
+        ]
+        await asyncio.gather(*(s.stop() for s in restarted))

@@ -22,10 +22,13 @@ use bollard::models::{ContainerInspectResponse, ContainerSummaryStateEnum, Event
 use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use futures_util::{FutureExt, StreamExt};
 
-use super::containers::{ContainerStatus, Owner};
+use super::containers::{ContainerStatus, Endpoints, Owner};
 use super::{Engine, MANAGED_LABEL, MANAGED_VALUE};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
+
+/// An inspect's `StartedAt` and the `start` event of the same start differ by less than this.
+const SAME_START_NANOS: i64 = 100_000_000;
 
 /// How many destroyed container ids are remembered (a few hundred bytes each).
 const MAX_TOMBSTONES: usize = 10_000;
@@ -69,6 +72,9 @@ impl Entry {
                 exit_code,
                 status: status.to_owned(),
                 owner,
+                // Events do not carry addresses (a restart may publish another port): only a
+                // listing or an inspect gives them.
+                endpoints: None,
             },
             as_of,
             restarts: None,
@@ -229,6 +235,15 @@ impl StateCache {
                 existing.restarts = entry.restarts;
                 if !existing.confirmed && !entry.state.running && !existing.state.running {
                     existing.confirmed = true;
+                }
+                // The `start` event of the very start this inspect shows (the engine sends it
+                // right after setting `StartedAt`) knows no endpoints; the inspect does.
+                if existing.state.running
+                    && entry.state.running
+                    && existing.state.endpoints.is_none()
+                    && existing.as_of - entry.as_of < SAME_START_NANOS
+                {
+                    existing.state.endpoints = entry.state.endpoints;
                 }
             }
             _ => maps.insert(entry),
@@ -418,6 +433,8 @@ impl Engine {
             let mut events = Box::pin(self.docker().events(Some(options)));
             match self.list_managed().await {
                 Err(e) => {
+                    // After a renewal the map may be stale: stop answering from it.
+                    cache.synced.store(false, Ordering::Release);
                     failures += 1;
                     let message = format!(
                         "state cache: {e}; polls inspect each container until it is back (next try in {} ms)",
@@ -490,7 +507,19 @@ impl Engine {
         }
     }
 
+    /// The managed containers as a listing shows them. Each entry is dated with the engine's
+    /// clock just before the listing, so replayed events older than it (which the listing
+    /// already reflects) change nothing, and a listed container keeps the endpoints the listing
+    /// gave it (an event knows none).
     async fn list_managed(&self) -> CoreResult<Vec<Entry>> {
+        let listed_at = match self.docker().info().await {
+            Ok(info) => info
+                .system_time
+                .as_deref()
+                .and_then(parse_rfc3339_nanos)
+                .unwrap_or(0),
+            Err(e) => return Err(self.err("read the engine's clock", e)),
+        };
         let options = ListContainersOptions {
             all: true,
             filters: Some(managed_filter()),
@@ -504,13 +533,13 @@ impl Engine {
         Ok(list
             .into_iter()
             .filter_map(|c| {
-                let id = c.id?;
+                let id = c.id.clone()?;
                 let name = c
                     .names
-                    .and_then(|n| n.into_iter().next())
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_owned();
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default();
                 let state = c.state.map(|s| s.to_string()).unwrap_or_default();
                 let running = matches!(
                     c.state,
@@ -529,7 +558,11 @@ impl Engine {
                     .labels
                     .as_ref()
                     .and_then(|labels| Owner::from_labels(|key| labels.get(key)));
-                Some(Entry::new(id, name, (running, exit_code, &state), owner, 0))
+                let endpoints = running.then(|| Endpoints::of_summary(&c));
+                let mut entry =
+                    Entry::new(id, name, (running, exit_code, &state), owner, listed_at);
+                entry.state.endpoints = endpoints;
+                Some(entry)
             })
             .collect())
     }

@@ -6,7 +6,9 @@
 //! before releasing the lock, so a cancelled start leaves no container behind and nothing else
 //! touches the container until the undo has finished.
 
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, PortSummaryTypeEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
 };
@@ -50,6 +52,97 @@ pub struct ContainerStatus {
     pub status: String,
     /// Who it was made for, when rustdocker made it (None: unlabelled, e.g. by DockerSpawner).
     pub owner: Option<Owner>,
+    /// Where its server is reached, when known (an inspect or a listing since its last start).
+    pub endpoints: Option<Endpoints>,
+}
+
+/// Where a container's server can be reached, as the engine last showed it (an inspect or a
+/// listing): what `get_url` needs, so the events cache can answer it without an API call.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// `HostConfig.NetworkMode`.
+    pub network_mode: String,
+    /// `(network, IP address)` of every network it is on.
+    pub networks: Vec<(String, String)>,
+    /// `(container port, host IP, host port)` of every published TCP port.
+    pub ports: Vec<(u16, String, String)>,
+}
+
+impl Endpoints {
+    /// What an inspect shows.
+    #[must_use]
+    pub fn of_inspect(inspect: &ContainerInspectResponse) -> Self {
+        let settings = inspect.network_settings.as_ref();
+        let mut networks: Vec<(String, String)> = settings
+            .and_then(|s| s.networks.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|(net, ep)| (net.clone(), ep.ip_address.clone().unwrap_or_default()))
+            .collect();
+        networks.sort();
+        let mut ports = Vec::new();
+        for (key, bindings) in settings
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let Some(port) = key.strip_suffix("/tcp").and_then(|p| p.parse::<u16>().ok()) else {
+                continue;
+            };
+            for b in bindings.iter().flatten() {
+                ports.push((
+                    port,
+                    b.host_ip.clone().unwrap_or_default(),
+                    b.host_port.clone().unwrap_or_default(),
+                ));
+            }
+        }
+        Endpoints {
+            network_mode: inspect
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.clone())
+                .unwrap_or_default(),
+            networks,
+            ports,
+        }
+    }
+
+    /// What a listing shows.
+    #[must_use]
+    pub fn of_summary(summary: &ContainerSummary) -> Self {
+        let mut networks: Vec<(String, String)> = summary
+            .network_settings
+            .as_ref()
+            .and_then(|s| s.networks.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|(net, ep)| (net.clone(), ep.ip_address.clone().unwrap_or_default()))
+            .collect();
+        networks.sort();
+        let ports = summary
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.typ.is_none_or(|t| t == PortSummaryTypeEnum::TCP))
+            .filter_map(|p| {
+                Some((
+                    p.private_port,
+                    p.ip.clone().unwrap_or_default(),
+                    p.public_port?.to_string(),
+                ))
+            })
+            .collect();
+        Endpoints {
+            network_mode: summary
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.clone())
+                .unwrap_or_default(),
+            networks,
+            ports,
+        }
+    }
 }
 
 /// Who an object was made for: the hub, user and server in its labels.
@@ -182,6 +275,7 @@ impl ContainerStatus {
                 .map(|s: ContainerStateStatusEnum| s.to_string())
                 .unwrap_or_default(),
             owner: Owner::of_inspect(inspect),
+            endpoints: Some(Endpoints::of_inspect(inspect)),
         }
     }
 }
@@ -469,65 +563,67 @@ impl Engine {
                 ),
             });
         }
-        let network_mode = inspect
-            .host_config
-            .as_ref()
-            .and_then(|h| h.network_mode.clone())
-            .unwrap_or_default();
-        if network_mode == "host" {
+        self.address_from(spec, &Endpoints::of_inspect(&inspect))
+    }
+
+    /// Where the hub reaches the server through `endpoints` (from an inspect or a listing).
+    fn address_from(
+        &self,
+        spec: &AddressParams,
+        endpoints: &Endpoints,
+    ) -> CoreResult<(String, u16)> {
+        if endpoints.network_mode == "host" {
             return Ok((self.reachable_ip(&spec.host_ip), spec.port));
         }
-        let settings = inspect.network_settings.unwrap_or_default();
         if spec.use_internal_ip {
-            let networks = settings.networks.unwrap_or_default();
-            let net = if spec.network_name.is_empty() {
-                networks.values().next()
+            let ip = if spec.network_name.is_empty() {
+                endpoints.networks.first().map(|(_, ip)| ip)
             } else {
-                networks.get(&spec.network_name)
+                endpoints
+                    .networks
+                    .iter()
+                    .find(|(net, _)| *net == spec.network_name)
+                    .map(|(_, ip)| ip)
             };
-            let ip = net
-                .and_then(|n| n.ip_address.clone())
-                .filter(|ip| !ip.is_empty())
-                .ok_or_else(|| {
-                    CoreError::State {
-                        action: format!("find the address of container '{}'", spec.name),
-                        message: format!(
-                            "it has no IP address on Docker network '{}' (it is on: {}): create the network with `docker network create {}` or check network_name",
-                            spec.network_name,
-                            networks.keys().cloned().collect::<Vec<_>>().join(", "),
-                            spec.network_name
-                        ),
-                    }
-                })?;
-            return Ok((ip, spec.port));
+            let ip = ip.filter(|ip| !ip.is_empty()).ok_or_else(|| {
+                let on: Vec<&str> = endpoints.networks.iter().map(|(n, _)| n.as_str()).collect();
+                CoreError::State {
+                    action: format!("find the address of container '{}'", spec.name),
+                    message: format!(
+                        "it has no IP address on Docker network '{}' (it is on: {}): create the network with `docker network create {}` or check network_name",
+                        spec.network_name,
+                        on.join(", "),
+                        spec.network_name
+                    ),
+                }
+            })?;
+            return Ok((ip.clone(), spec.port));
         }
-        let bindings = settings
+        let bindings: Vec<(&str, &str)> = endpoints
             .ports
-            .unwrap_or_default()
-            .remove(&format!("{}/tcp", spec.port))
-            .flatten()
-            .unwrap_or_default();
-        // Prefer an IPv4 binding: dual-stack engines list `::` too, which a hub may not reach.
-        let binding = bindings
             .iter()
-            .find(|b| b.host_ip.as_deref().is_some_and(|ip| !ip.contains(':')))
+            .filter(|(port, _, _)| *port == spec.port)
+            .map(|(_, host_ip, host_port)| (host_ip.as_str(), host_port.as_str()))
+            .collect();
+        // Prefer an IPv4 binding: dual-stack engines list `::` too, which a hub may not reach.
+        let (host_ip, host_port) = bindings
+            .iter()
+            .find(|(ip, _)| !ip.contains(':'))
             .or_else(|| bindings.first())
+            .copied()
             .ok_or_else(|| CoreError::Request {
                 action: format!("find the published port of container '{}'", spec.name),
                 message: format!("port {}/tcp is not published", spec.port),
             })?;
-        let port = binding
-            .host_port
-            .as_deref()
-            .and_then(|p| p.parse::<u16>().ok())
+        let port = host_port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
             .ok_or_else(|| CoreError::Request {
                 action: format!("find the published port of container '{}'", spec.name),
-                message: format!("the engine reported host port {:?}", binding.host_port),
+                message: format!("the engine reported host port {host_port:?}"),
             })?;
-        Ok((
-            self.reachable_ip(binding.host_ip.as_deref().unwrap_or_default()),
-            port,
-        ))
+        Ok((self.reachable_ip(host_ip), port))
     }
 
     /// Where a running container's server is reached now (re-inspected, as after a hub restart
@@ -536,8 +632,26 @@ impl Engine {
         &self,
         params: &AddressParams,
     ) -> CoreResult<Option<(String, u16)>> {
+        // From the events cache when it knows the container's published ports (a listing or an
+        // inspect since its last start): a hub restarting with many servers asks for every
+        // one's URL at once.
+        // Not for an address on a network: connecting or disconnecting a network changes it
+        // with no container event, so only an inspect knows it.
+        if let Some(status) = self
+            .cache()
+            .lookup(&params.name)
+            .filter(|_| !params.use_internal_ip)
+        {
+            if !status.running {
+                return Ok(None);
+            }
+            if let Some(endpoints) = &status.endpoints {
+                return self.address_from(params, endpoints).map(Some);
+            }
+        }
         match self.inspect_container(&params.name).await? {
             Some(inspect) if ContainerStatus::from_inspect(&inspect).running => {
+                self.cache().record_inspect(&inspect);
                 self.server_address(params, inspect).map(Some)
             }
             _ => Ok(None),
@@ -562,7 +676,7 @@ impl Engine {
         }
     }
 
-    /// Removes a container. Named volumes are never removed, and neither are anonymous ones:
+    /// Removes a container and its anonymous volumes; named volumes are never removed:
     /// users' data is only deleted when the operator asks.
     pub async fn remove_container(&self, name: &str, force: bool) -> CoreResult<()> {
         // `v`: the container's anonymous volumes (an image's `VOLUME`) go with it; the engine
