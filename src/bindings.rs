@@ -17,7 +17,9 @@ use pyo3::prelude::*;
 use pyo3_async_runtimes::tokio::future_into_py;
 
 use crate::docker::containers::AddressParams;
-use crate::docker::containers::{owned, ContainerStatus, Owner, StartOutcome, StopParams};
+use crate::docker::containers::{
+    owned_container, ContainerStatus, Owner, StartOutcome, StopParams,
+};
 use crate::docker::volumes::StageFiles;
 use crate::docker::{client_timeout, Engine, TlsFiles};
 use crate::errors::{CoreError, CoreResult};
@@ -144,13 +146,22 @@ impl PyStartResult {
 impl PyContainerStatus {
     /// Whether the server whose object labels are `labels` may act on this container: it was
     /// made for that server (same hub, user and server), or it is unlabelled (made by
-    /// DockerSpawner or by hand) and `adopt_unlabelled` (the server's state records it).
-    fn owned_by(&self, labels: BTreeMap<String, String>, adopt_unlabelled: bool) -> PyResult<bool> {
+    /// DockerSpawner or by hand) and `adopt_unlabelled` (the server's state records it), or it
+    /// is the container whose id the server's state records (`state_id`).
+    #[pyo3(signature = (labels, adopt_unlabelled, state_id=None))]
+    fn owned_by(
+        &self,
+        labels: BTreeMap<String, String>,
+        adopt_unlabelled: bool,
+        state_id: Option<&str>,
+    ) -> PyResult<bool> {
         guard("ContainerStatus.owned_by", || {
-            Ok(owned(
+            Ok(owned_container(
+                &self.id,
                 self.owner.as_ref(),
                 &owner_of(&labels)?,
                 adopt_unlabelled,
+                state_id.filter(|s| !s.is_empty()),
             ))
         })
     }
@@ -207,15 +218,21 @@ impl PyDockerClient {
         self.engine.api_version()
     }
 
-    /// Starts a server from a JSON container spec; awaitable of `StartResult`.
-    fn start_server<'py>(&self, py: Python<'py>, spec_json: &str) -> PyResult<Bound<'py, PyAny>> {
+    /// Starts a server from a JSON container spec; awaitable of `StartResult`. `ticket` (unique
+    /// per call) is what `settle` takes.
+    fn start_server<'py>(
+        &self,
+        py: Python<'py>,
+        spec_json: &str,
+        ticket: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let spec = guard("DockerClient.start_server", || {
             ContainerSpec::from_json(spec_json)
         })?;
         let warnings = spec.warnings.clone();
         let engine = self.engine.clone();
         awaitable(py, "DockerClient.start_server", async move {
-            let outcome = engine.start_server(spec).await?;
+            let outcome = engine.start_server(spec, ticket).await?;
             Ok(PyStartResult::new(outcome, warnings))
         })
     }
@@ -235,11 +252,14 @@ impl PyDockerClient {
         remove: bool,
         adopt_unlabelled: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let target = target.filter(|t| !t.is_empty());
         let stop = StopParams {
             timeout,
             remove,
             owner: owner_of(&labels)?,
             adopt_unlabelled,
+            // A target given by id is the one the server's state records.
+            state_id: target.clone(),
         };
         let target = target
             .filter(|t| !t.is_empty())
@@ -264,13 +284,19 @@ impl PyDockerClient {
         adopt_unlabelled: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let owner = owner_of(&labels)?;
-        let target = target
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| name.clone());
+        // A target given by id is the one the server's state records.
+        let state_id = target.filter(|t| !t.is_empty());
+        let target = state_id.clone().unwrap_or_else(|| name.clone());
         let engine = self.engine.clone();
         awaitable(py, "DockerClient.remove_stopped_server", async move {
             Ok(engine
-                .remove_stopped_server(&name, &target, &owner, adopt_unlabelled)
+                .remove_stopped_server(
+                    &name,
+                    &target,
+                    &owner,
+                    adopt_unlabelled,
+                    state_id.as_deref(),
+                )
                 .await?)
         })
     }
@@ -317,7 +343,15 @@ impl PyDockerClient {
             let Some(found) = engine.inspect_container(&name).await? else {
                 return Ok(None);
             };
-            if !owned(Owner::of_inspect(&found).as_ref(), &owner, adopt_unlabelled) {
+            let found_id = found.id.as_deref().unwrap_or_default();
+            let state_id = Some(name.as_str()).filter(|n| *n == found_id);
+            if !owned_container(
+                found_id,
+                Owner::of_inspect(&found).as_ref(),
+                &owner,
+                adopt_unlabelled,
+                state_id,
+            ) {
                 return Ok(None);
             }
             let json = serde_json::to_string(&found).map_err(|e| CoreError::Request {
@@ -388,12 +422,13 @@ impl PyDockerClient {
     }
 
     /// Starts a swarm service from a JSON container spec and JSON swarm extras; awaitable of
-    /// `(service_id, ip, port, warnings)`.
+    /// `(service_id, ip, port, warnings)`. `ticket` (unique per call) is what `settle` takes.
     fn start_service<'py>(
         &self,
         py: Python<'py>,
         spec_json: &str,
         swarm_json: &str,
+        ticket: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (spec, swarm) = guard("DockerClient.start_service", || {
             let spec = ContainerSpec::from_json(spec_json)?;
@@ -404,7 +439,7 @@ impl PyDockerClient {
         let warnings = spec.warnings.clone();
         let engine = self.engine.clone();
         awaitable(py, "DockerClient.start_service", async move {
-            let out = engine.start_service(spec, swarm).await?;
+            let out = engine.start_service(spec, swarm, ticket).await?;
             Ok((out.id, out.ip, out.port, warnings))
         })
     }
@@ -507,13 +542,13 @@ impl PyDockerClient {
         })
     }
 
-    /// Settles the result of a start of `name` that reached the Python side: `claimed` right
-    /// after the await returned it, or not (the await was cancelled), which undoes the start. A
-    /// start's result not claimed within a minute is undone too.
-    fn settle(&self, name: &str, claimed: bool) -> PyResult<()> {
+    /// Settles the result of the start made with `ticket`: `claimed` right after the await
+    /// returned it, or not (the await was cancelled), which undoes the start. A start's result
+    /// not claimed within a minute is undone too. Returns whether this call decided it: false
+    /// for a claim that came too late (the start is being undone: do not use its result).
+    fn settle(&self, ticket: &str, claimed: bool) -> PyResult<bool> {
         guard("DockerClient.settle", || {
-            self.engine.settle(name, claimed);
-            Ok(())
+            Ok(self.engine.settle(ticket, claimed))
         })
     }
 

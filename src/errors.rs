@@ -167,6 +167,37 @@ impl CoreError {
         CoreError::internal(what, message)
     }
 
+    /// The same error with `f` applied to the text it carries (what the engine said, or the
+    /// whole message), e.g. to redact secrets.
+    #[must_use]
+    pub fn map_message(self, f: impl Fn(String) -> String) -> Self {
+        match self {
+            CoreError::Connection { host, message } => CoreError::Connection {
+                host,
+                message: f(message),
+            },
+            CoreError::Api {
+                action,
+                status,
+                message,
+            } => CoreError::Api {
+                action,
+                status,
+                message: f(message),
+            },
+            CoreError::Request { action, message } => CoreError::Request {
+                action,
+                message: f(message),
+            },
+            CoreError::State { action, message } => CoreError::State {
+                action,
+                message: f(message),
+            },
+            CoreError::InvalidSpec(message) => CoreError::InvalidSpec(f(message)),
+            CoreError::Internal(message) => CoreError::Internal(f(message)),
+        }
+    }
+
     /// The HTTP status of an API error, if this is one.
     #[must_use]
     pub fn status(&self) -> Option<u16> {

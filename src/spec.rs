@@ -62,6 +62,8 @@ pub struct VolumeSpec {
     pub options: BTreeMap<String, String>,
     /// Labels the configuration gives it, besides rustdocker's own.
     pub labels: BTreeMap<String, String>,
+    /// Meant to be this user's own: one labelled as another user's is refused.
+    pub per_user: bool,
 }
 
 /// A JSON object of strings (driver options, labels), or an error naming `what`.
@@ -110,6 +112,10 @@ impl PullPolicy {
 pub struct ContainerSpec {
     /// Container name (`object_name`).
     pub name: String,
+    /// The container id the server's state records (empty when none): that container is the
+    /// server's own whatever its labels say.
+    #[serde(default)]
+    pub state_id: String,
     /// Image reference.
     pub image: String,
     /// Pull policy.
@@ -140,6 +146,10 @@ pub struct ContainerSpec {
     /// source replaces an earlier one, as in a Python dict.
     #[serde(default)]
     pub volumes: Vec<VolumeEntry>,
+    /// Named volumes meant to be this user's own (their templates name each user's its own):
+    /// one labelled as another user's is refused.
+    #[serde(default)]
+    pub user_volumes: Vec<String>,
     /// `mounts` entries, rendered: docker-py `Mount` keywords (`snake_case`) or Engine fields
     /// (`PascalCase`).
     #[serde(default)]
@@ -207,6 +217,10 @@ impl ContainerSpec {
         spec.extra_host_config =
             dockerpy::host_config("extra_host_config", &spec.extra_host_config)?;
         spec.validate()?;
+        check_raw_sources("extra_host_config", &spec.extra_host_config)?;
+        if let Some(Value::Object(host)) = spec.extra_create.get("HostConfig") {
+            check_raw_sources("extra_create_kwargs host_config", host)?;
+        }
         spec.binds = binds_from_entries(&spec.volumes)?;
         let (mounts, warnings) = engine_mounts(&spec.mounts, &spec.binds)?;
         spec.engine_mounts = mounts;
@@ -271,11 +285,28 @@ impl ContainerSpec {
             })
             .map(|(_, value)| value)
             .collect();
+        // Volume driver options (`o=...,password=...` of a CIFS or NFS volume), which the
+        // engine quotes when a mount fails.
+        secrets.extend(
+            self.engine_mounts
+                .iter()
+                .filter_map(|m| m.pointer("/VolumeOptions/DriverConfig/Options"))
+                .filter_map(Value::as_object)
+                .flat_map(|options| options.values())
+                .filter_map(Value::as_str)
+                .filter(|v| v.len() >= 4),
+        );
         // Longest first, so a secret that contains another is replaced whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.into_iter().fold(text.to_owned(), |text, secret| {
             text.replace(secret, "[redacted]")
         })
+    }
+
+    /// `err` with `redact` applied to its message: for every error a start returns.
+    #[must_use]
+    pub fn redact_error(&self, err: CoreError) -> CoreError {
+        err.map_message(|message| self.redact(&message))
     }
 
     /// The port key Docker uses, e.g. `8888/tcp`.
@@ -313,6 +344,7 @@ impl ContainerSpec {
                     driver: driver.clone(),
                     options: options.clone(),
                     labels: BTreeMap::new(),
+                    per_user: self.user_volumes.contains(&bind.source),
                 });
             }
         }
@@ -331,6 +363,7 @@ impl ContainerSpec {
                 .and_then(Value::as_object);
             let empty = Map::new();
             add(VolumeSpec {
+                per_user: self.user_volumes.iter().any(|v| v == source),
                 name: source.to_owned(),
                 driver: config
                     .and_then(|c| c.get("Name"))
@@ -436,8 +469,10 @@ impl ContainerSpec {
         let mut env_map = self.env.clone();
         if let Some(extra_env) = extra_create.remove("Env") {
             let Value::Array(entries) = extra_env else {
+                // Its kind, not its value: it may hold a secret.
                 return Err(CoreError::InvalidSpec(format!(
-                    "extra_create_kwargs environment {extra_env} is not allowed: use a dict or a list of 'KEY=value'"
+                    "extra_create_kwargs environment is a {} and not allowed: use a dict or a list of 'KEY=value'",
+                    json_kind(&extra_env)
                 )));
             };
             for (i, entry) in entries.iter().enumerate() {
@@ -491,10 +526,10 @@ impl ContainerSpec {
     pub fn create_body(&self, command: Option<Vec<String>>) -> CoreResult<ContainerCreateBody> {
         typed(
             self.create_body_json(command)?,
-            "container settings",
+            "container settings (extra_create_kwargs, extra_host_config or mounts)",
             |field| {
                 format!(
-                "unknown Docker Engine field '{field}' in extra_create_kwargs/extra_host_config: it is not part of the Engine API's container create body"
+                "unknown Docker Engine field '{field}' in extra_create_kwargs, extra_host_config or mounts: it is not part of the Engine API's container create body"
             )
             },
         )
@@ -617,6 +652,27 @@ fn check_source(setting: &str, source: &str) -> CoreResult<()> {
     Ok(())
 }
 
+/// `check_source` for the binds and mounts given as raw Engine fields (`Binds`, `Mounts` of
+/// `extra_host_config` or a `host_config` in `extra_create_kwargs`): they are templated too.
+fn check_raw_sources(setting: &str, host: &Map<String, Value>) -> CoreResult<()> {
+    if let Some(Value::Array(binds)) = host.get("Binds") {
+        for bind in binds.iter().filter_map(Value::as_str) {
+            let source = bind.split(':').next().unwrap_or_default();
+            check_source(&format!("{setting} binds"), source)?;
+        }
+    }
+    if let Some(Value::Array(mounts)) = host.get("Mounts") {
+        for mount in mounts {
+            if let Some(source) = mount.get("Source").and_then(Value::as_str) {
+                if !source.is_empty() {
+                    check_source(&format!("{setting} mounts"), source)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `path` without trailing slashes (`/` stays `/`), for comparing mount targets.
 fn normalised_target(path: &str) -> &str {
     let trimmed = path.trim_end_matches('/');
@@ -657,7 +713,8 @@ pub fn engine_mounts(
             .find(|b| normalised_target(&b.target) == target)
         {
             warnings.push(format!(
-                "DockerSpawner.mounts entry {converted} is skipped: {target} is already mounted there from {} ('{}')",
+                "DockerSpawner.mounts entry {} is skipped: {target} is already mounted there from {} ('{}')",
+                mount_summary(mount),
                 bind.setting, bind.source
             ));
             continue;
@@ -665,6 +722,36 @@ pub fn engine_mounts(
         kept.push(converted);
     }
     Ok((kept, warnings))
+}
+
+/// A `mounts` entry for a message: its source, target and keys, never its values (driver
+/// options can hold a file server's password).
+fn mount_summary(mount: &Map<String, Value>) -> String {
+    let text = |keys: [&str; 2]| {
+        keys.iter()
+            .find_map(|k| mount.get(*k).and_then(Value::as_str))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let keys: Vec<&str> = mount.keys().map(String::as_str).collect();
+    format!(
+        "(source '{}', target '{}', keys: {})",
+        text(["source", "Source"]),
+        text(["target", "Target"]),
+        keys.join(", ")
+    )
+}
+
+/// The JSON kind of a value, for messages that must not show it.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
 }
 
 /// Converts one `mounts` entry. docker-py's `Mount(**d)` keywords are accepted, as DockerSpawner
@@ -718,7 +805,7 @@ pub(crate) fn mount_to_engine(mount: &Map<String, Value>) -> CoreResult<Value> {
             other => {
                 return Err(CoreError::InvalidSpec(format!(
                     "mounts entry {}: unknown key '{other}'; allowed: target, source, type, read_only, consistency, propagation, no_copy, labels, driver_config, tmpfs_size, tmpfs_mode, subpath",
-                    Value::Object(mount.clone())
+                    mount_summary(mount)
                 )))
             }
         }
@@ -730,7 +817,7 @@ pub(crate) fn mount_to_engine(mount: &Map<String, Value>) -> CoreResult<Value> {
     {
         return Err(CoreError::InvalidSpec(format!(
             "mounts entry {} has no 'target'",
-            Value::Object(mount.clone())
+            mount_summary(mount)
         )));
     }
     if !out.contains_key("Type") {
@@ -1175,5 +1262,21 @@ mod tests {
             out,
             "JUPYTERHUB_API_TOKEN=[redacted] JPY_API_TOKEN=[redacted] [redacted] [redacted] HOME=/home/jovyan"
         );
+    }
+
+    #[test]
+    fn raw_binds_are_checked_like_volumes() {
+        for extra in [
+            json!({"extra_host_config": {"binds": ["/srv/homes/..:/home/jovyan/work:rw"]}}),
+            json!({"extra_host_config": {"Mounts": [{"Type": "bind", "Source": "/srv/..", "Target": "/w"}]}}),
+            json!({"extra_create": {"host_config": {"Binds": ["/srv/a/../b:/w"]}}}),
+        ] {
+            let mut base = json!({"name": "n", "image": "i", "port": 8888});
+            deep_merge(base.as_object_mut().unwrap(), extra.as_object().unwrap());
+            let err = ContainerSpec::from_json(&base.to_string())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not allowed"), "{extra}: {err}");
+        }
     }
 }

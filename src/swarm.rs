@@ -208,7 +208,7 @@ pub fn service_spec(
 ) -> CoreResult<ServiceSpec> {
     typed::<ServiceSpec>(
         service_spec_json(spec, swarm, command)?,
-        "swarm service settings",
+        "swarm service settings (mounts or the extra_*_spec settings)",
         |field| {
             format!(
                 "unknown Docker Engine field '{field}' in the swarm settings (extra_container_spec, extra_task_spec, extra_resources_spec, extra_placement_spec, extra_endpoint_spec)"

@@ -229,7 +229,7 @@ def fake_status(running: bool, exit_code: int = 0, owned: bool = True) -> Simple
         exit_code=exit_code,
         status="running" if running else "exited",
         managed=True,
-        owned_by=lambda labels, adopt_unlabelled: owned,
+        owned_by=lambda labels, adopt_unlabelled, state_id=None: owned,
     )
 
 
@@ -281,7 +281,8 @@ class FakeClient:
             "container_status": None,
             "cached_status": None,
             "container_address": None,
-            "start_service": ("fake-service", "127.0.0.1", 32768),
+            "start_service": ("fake-service", "127.0.0.1", 32768, []),
+            "settle": True,
             "service_status": None,
             "remove_service": None,
             "stage_files": None,

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from proxy import CountingProxy
 
-from conftest import make_spawner
+from conftest import make_spawner, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -20,6 +20,7 @@ async def test_300_spawners_polled_at_once_share_one_events_stream(
     clients = await asyncio.gather(*(s.docker_client() for s in spawners))
     assert len({id(c) for c in clients}) == 1
     assert await asyncio.gather(*(s.poll() for s in spawners)) == [0] * 300
+    await wait_for(lambda: clients[0].cache_synced, 10, "the cache synced")
     assert proxy.count("/events") == 1, [r for r in proxy.requests if "/events" in r]
     assert proxy.count("/_ping") + proxy.count("/version") <= 2, proxy.requests[:10]
 

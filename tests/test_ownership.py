@@ -232,7 +232,8 @@ async def test_a_start_cancelled_at_any_moment_is_never_untracked(unique: str) -
     name = s.object_name
     outcomes = {"cancelled": 0, "finished": 0}
     delay = 0.0
-    while delay <= 0.4:
+    # From 0 to 400 ms, and on (a slow engine) until one start finishes before its cancel.
+    while delay <= 0.4 or (outcomes["finished"] == 0 and delay < 5):
         task = asyncio.ensure_future(s.start())
         await asyncio.sleep(delay)
         task.cancel()
@@ -271,10 +272,16 @@ async def test_no_start_failure_shows_the_api_token(unique: str, logs: Any) -> N
     for settings in failures:
         s = make_spawner(unique, **settings)
         s.api_token = token
-        with pytest.raises(Exception) as info:  # any failure: checked for the token
+        try:
             await s.start()
-        messages.append(str(info.value))
+        except Exception as e:  # any failure: its text is checked for the token
+            messages.append(str(e))
+        else:
+            # `env; exit 3` may still run when the start looks: then it is a started server.
+            assert "cmd" in settings, settings
+            await s.stop()
         docker("rm", "-f", s.object_name, check=False)
+    assert len(messages) >= len(failures) - 1, messages
     for message in messages + [r.getMessage() for r in logs.records]:
         assert token not in message, message
 

@@ -108,9 +108,12 @@ class ContainerStatus:
     @property
     def managed(self) -> bool:
         """Whether rustdocker made it (it carries the rustdocker labels)."""
-    def owned_by(self, labels: dict[str, str], adopt_unlabelled: bool) -> bool:
+    def owned_by(
+        self, labels: dict[str, str], adopt_unlabelled: bool, state_id: str | None = None
+    ) -> bool:
         """Whether the server whose object labels are `labels` may act on it: made for that
-        server (same hub, user and server), or unlabelled and `adopt_unlabelled`."""
+        server (same hub, user and server), or unlabelled and `adopt_unlabelled`, or the
+        container whose id the server's state records (`state_id`)."""
 
 @final
 class DockerClient:
@@ -131,7 +134,7 @@ class DockerClient:
     def host(self) -> str: ...
     @property
     def api_version(self) -> str: ...
-    def start_server(self, spec_json: str) -> Awaitable[StartResult]:
+    def start_server(self, spec_json: str, ticket: str) -> Awaitable[StartResult]:
         """Pull per policy, find or create, start, and return where the server listens.
         `ValueError` for an invalid spec (nothing is created)."""
     def stop_server(
@@ -179,7 +182,7 @@ class DockerClient:
         """Where a running container's server is reached now; None when it is missing or not
         running."""
     def start_service(
-        self, spec_json: str, swarm_json: str
+        self, spec_json: str, swarm_json: str, ticket: str
     ) -> Awaitable[tuple[str, str, int, list[str]]]:
         """Replace any service of the name, create it, wait until its task runs; `(id, ip,
         port)`. A rejected or failed task fails with the swarm's reason. Safe to cancel."""
@@ -211,10 +214,11 @@ class DockerClient:
     def exec_run(self, name: str, cmd: list[str]) -> Awaitable[tuple[int | None, str, str]]:
         """Run `cmd` (no shell) in the container as its default user; `(exit_code, stdout,
         stderr)`."""
-    def settle(self, name: str, claimed: bool) -> None:
-        """Settles the result of a start of `name` that reached Python: `claimed` right after
-        the await returned it, or abandoned (the await was cancelled), which undoes the start.
-        A start's result not claimed within a minute is undone too."""
+    def settle(self, ticket: str, claimed: bool) -> bool:
+        """Settle the result of the start made with `ticket` (unique per call): `claimed` right
+        after the await returned it, or abandoned (the await was cancelled), which undoes the
+        start. A result not claimed within a minute is undone too. Whether this call decided
+        it: False for a claim that came too late (the start is being undone)."""
     def wait_idle(self, name: str) -> Awaitable[None]:
         """Wait until no start or stop of container `name` is in progress."""
 

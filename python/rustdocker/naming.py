@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -107,8 +106,12 @@ class Naming(ImageChoice):
         rustdocker's labels (made by DockerSpawner or by hand) are adopted by name, as
         DockerSpawner does.
 
-        Default: derived from the machine's hostname and the hub's database URL, stable across
-        hub restarts. Set it explicitly when either may change.
+        Default: derived from the hub's database URL (an sqlite file by its absolute path),
+        stable across hub restarts and across recreating a hub's container. Set it explicitly
+        when the database moves, or when two hubs on different machines share one engine and
+        a database URL. A container the server's state records by id is its own whatever its
+        label says, so a changed `hub_id` never loses a running server; a volume labelled with
+        the old id is refused until `hub_id` is set back to it (the error names it).
 
         Example: `c.DockerSpawner.hub_id = "prod-hub"`
         """,
@@ -126,7 +129,10 @@ class Naming(ImageChoice):
             db_url = ""
         if db_url.startswith("sqlite:///") and not db_url.startswith("sqlite:////"):
             db_url = "sqlite:///" + os.path.abspath(db_url[len("sqlite:///") :])
-        seed = f"{socket.gethostname()}|{db_url or os.getcwd()}"
+        # Not the hostname: in a container it is the container's id, which changes whenever
+        # the hub's container is recreated (an upgrade), and every server would then look like
+        # another hub's.
+        seed = db_url or os.getcwd()
         return hashlib.sha256(seed.encode()).hexdigest()[:16]
 
     @property

@@ -5,6 +5,7 @@ renamed server keeps its volumes (JupyterHub 6's `rename`); what deleting a serv
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from tornado import web
@@ -26,6 +27,24 @@ class _AsServer:
         namespace = dict(self._spawner.template_namespace())
         namespace["servername"] = str(self._spawner.escape(self.name.lower()))
         namespace["raw_servername"] = self.name
+        return namespace
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._spawner, attr)
+
+
+class _AsUser:
+    """A spawner seen as if its user were `name`: for asking whether a template's result
+    depends on the user's name."""
+
+    def __init__(self, spawner: Servers, name: str) -> None:
+        self._spawner = spawner
+        self.user = SimpleNamespace(name=name, escaped_name=name)
+
+    def template_namespace(self) -> dict[str, str]:
+        namespace = dict(self._spawner.template_namespace())
+        escaped = str(self._spawner.escape(self.user.name))
+        namespace.update(username=escaped, safe_username=escaped, raw_username=self.user.name)
         return namespace
 
     def __getattr__(self, attr: str) -> Any:
@@ -91,6 +110,28 @@ class Servers(Volumes):
             return False
         return here != there
 
+    def _names_each_user(self, template: str) -> bool:
+        """Whether `template` gives another user another name (through `{username}`, or a
+        `format_volume_name` reading the user's name)."""
+        try:
+            here = str(self.format_volume_name(template, self))
+            there = str(self.format_volume_name(template, _AsUser(self, "rustdocker-probe")))
+        except Exception:
+            return False
+        return here != there
+
+    def _user_volumes(self) -> list[str]:
+        """The named volumes meant to be this user's own (their template names each user its
+        own): the core refuses one labelled as another user's, which only a collision of
+        names (an `escape` or `{raw_username}` that maps two users to one name) can give."""
+        return sorted(
+            {
+                name
+                for template, name in self._volume_sources().items()
+                if not name.startswith("/") and self._names_each_user(template)
+            }
+        )
+
     async def rename(self, old_name: str, new_name: str) -> None:
         """Called by JupyterHub 6 before a stopped server is renamed; raising vetoes it.
 
@@ -126,7 +167,7 @@ class Servers(Volumes):
         client = await self.docker_client()
         target = self.object_id or self.object_name
         status = await client.container_status(target)
-        if status is None or not status.owned_by(self._labels(), True):
+        if status is None or not status.owned_by(self._labels(), True, self.object_id or None):
             return  # gone, or another server's by now: the state no longer points at ours
 
         def veto(why: str) -> web.HTTPError:

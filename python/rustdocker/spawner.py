@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shlex
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from jupyterhub.spawner import Spawner
@@ -101,6 +102,7 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
         cmd = self.cmd
         return {
             "name": self.object_name,
+            "state_id": self.object_id,
             "image": self.image,
             "pull_policy": self.pull_policy.lower(),
             "pull_stall_timeout": self.pull_stall_timeout,
@@ -111,6 +113,7 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
             "volume_labels": labels,
             "port": int(self.port),
             **self._mount_spec(),
+            "user_volumes": self._user_volumes(),
             **limits,
             "network_name": self.network_name,
             "use_internal_ip": self.use_internal_ip,
@@ -138,25 +141,39 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
         return await self.build_spec()
 
     @staticmethod
-    async def _until_done(client: _core.DockerClient, name: str, operation: Awaitable[_T]) -> _T:
-        """Awaits a core start and claims its result at once (no await in between), so the core
-        knows the spawner has it. If JupyterHub's start_timeout (or the user) cancels the start,
-        even after the core finished it, the result is abandoned: the core undoes the start, and
-        this waits until it has, so the next start finds a clean slate."""
+    async def _until_done(
+        client: _core.DockerClient,
+        name: str,
+        start: Callable[[str], Awaitable[_T]],
+    ) -> _T:
+        """Runs a core start (`start(ticket)`) and claims its result at once (no await in
+        between), so the core knows the spawner has it. If JupyterHub's start_timeout (or the
+        user) cancels the start, even after the core finished it, the result is abandoned: the
+        core undoes the start, and this waits until it has, so the next start finds a clean
+        slate. The ticket is this call's own: another server's start of a container of the same
+        name (a collision of templates) never settles this one."""
+        ticket = secrets.token_hex(16)
         try:
-            result = await operation
+            result = await start(ticket)
         except asyncio.CancelledError:
-            client.settle(name, False)
+            client.settle(ticket, False)
             await client.wait_idle(name)
             raise
-        client.settle(name, True)
+        if not client.settle(ticket, True):
+            raise RuntimeError(
+                f"the start of {name!r} was handed over too late (the hub's event loop stalled "
+                "for a minute) and has been undone; start the server again"
+            )
         return result
 
     async def start(self) -> tuple[str, int]:
         spec = await self._start_spec()
         client = await self.docker_client()
         name = spec["name"]
-        result = await self._until_done(client, name, client.start_server(json.dumps(spec)))
+        spec_json = json.dumps(spec)
+        result = await self._until_done(
+            client, name, lambda ticket: client.start_server(spec_json, ticket)
+        )
         for warning in result.warnings:
             self.log.warning("%s: %s", self._log_name, warning)
         self.object_id = result.id
@@ -223,6 +240,10 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
         cmd = str(self.post_start_cmd)
         client = await self.docker_client()
         exit_code, stdout, stderr = await client.exec_run(self.object_name, shlex.split(cmd))
+        if self.api_token:
+            # The command may print its environment: the hub's log is no place for the token.
+            stdout = stdout.replace(self.api_token, "[redacted]")
+            stderr = stderr.replace(self.api_token, "[redacted]")
         name = self.object_name
         if stdout:
             self.log.debug(
@@ -314,7 +335,9 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
         status = client.cached_status(key)
         if status is None:
             status = await client.container_status(key)
-        if status is None or not status.owned_by(self._labels(), self._state_records_container):
+        if status is None or not status.owned_by(
+            self._labels(), self._state_records_container, self.object_id or None
+        ):
             # No container, or only another server's of the same name: this one is not running.
             return 0
         if status.running:

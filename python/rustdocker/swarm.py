@@ -142,8 +142,9 @@ class SwarmSpawner(DockerSpawner):
             self.log.warning("SwarmSpawner: post_start_cmd is not run for services")
         client = await self.docker_client()
         name = spec["name"]
+        spec_json, swarm_json = json.dumps(spec), json.dumps(self._swarm_extras())
         service_id, ip, port, warnings = await self._until_done(
-            client, name, client.start_service(json.dumps(spec), json.dumps(self._swarm_extras()))
+            client, name, lambda ticket: client.start_service(spec_json, swarm_json, ticket)
         )
         for warning in warnings:
             self.log.warning("%s: %s", self._log_name, warning)

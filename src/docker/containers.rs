@@ -219,6 +219,19 @@ pub fn owned(found: Option<&Owner>, mine: &Owner, adopt_unlabelled: bool) -> boo
     }
 }
 
+/// `owned`, or the very container the server's state records by id (`state_id`): the hub's
+/// own database is proof, whatever the labels say (a `hub_id` that changed, say).
+#[must_use]
+pub fn owned_container(
+    found_id: &str,
+    found: Option<&Owner>,
+    mine: &Owner,
+    adopt_unlabelled: bool,
+    state_id: Option<&str>,
+) -> bool {
+    (!found_id.is_empty() && state_id == Some(found_id)) || owned(found, mine, adopt_unlabelled)
+}
+
 /// How `stop_server` stops, and whose container it may stop.
 #[derive(Debug)]
 pub struct StopParams {
@@ -230,6 +243,8 @@ pub struct StopParams {
     pub owner: Owner,
     /// Stop an unlabelled container too (the server's state records it).
     pub adopt_unlabelled: bool,
+    /// The container id the server's state records, if any.
+    pub state_id: Option<String>,
 }
 
 /// What decides where a server is reached.
@@ -309,11 +324,24 @@ impl Engine {
     }
 
     /// Starts the user's server container and returns where to reach it. Safe to drop.
-    pub async fn start_server(&self, spec: ContainerSpec) -> CoreResult<StartOutcome> {
+    /// `ticket` names this call for `settle` (see `locks`).
+    pub async fn start_server(
+        &self,
+        spec: ContainerSpec,
+        ticket: String,
+    ) -> CoreResult<StartOutcome> {
         let (engine, undoer) = (self.clone(), self.clone());
         locks::run_undoable(
             spec.name.clone(),
-            move |caller_gone| async move { engine.start_steps(&spec, &*caller_gone).await },
+            ticket,
+            move |caller_gone| async move {
+                // Whatever went wrong, the error reaches the hub's log and the user's page:
+                // no secret in it (the engine quotes driver options when a mount fails).
+                engine
+                    .start_steps(&spec, &*caller_gone)
+                    .await
+                    .map_err(|e| spec.redact_error(e))
+            },
             move |outcome| async move { undoer.undo_start(&outcome).await },
         )
         .await
@@ -424,8 +452,10 @@ impl Engine {
                         if !spec.remove {
                             return Ok(Found::Existing(Box::new(found)));
                         }
-                        // A leftover of an earlier run that should have been cleaned up.
-                        self.remove_container(&spec.name, true).await?;
+                        // A leftover of an earlier run that should have been cleaned up: by the id
+                        // just checked, never by a name something else may have taken since.
+                        let id = found.id.as_deref().unwrap_or(&spec.name);
+                        self.remove_container(id, true).await?;
                     }
                 }
                 Err(err) if is_missing_image(&err) && !pulled => match spec.pull_policy {
@@ -477,10 +507,11 @@ impl Engine {
         }
     }
 
-    /// Settles the pending result of a start of `name`: claimed by the spawner, or abandoned by
-    /// a cancelled caller (then undone). See `locks::settle`.
-    pub fn settle(&self, name: &str, claimed: bool) {
-        locks::settle(name, claimed);
+    /// Settles the pending result of the start with `ticket`: claimed by the spawner, or
+    /// abandoned by a cancelled caller (then undone). Whether this decided it (a late claim
+    /// does not). See `locks::settle`.
+    pub fn settle(&self, ticket: &str, claimed: bool) -> bool {
+        locks::settle(ticket, claimed)
     }
 
     /// Waits until no operation holds the lock of container `name`.
@@ -716,7 +747,14 @@ impl Engine {
                 return Ok(false);
             };
             let theirs = Owner::of_inspect(&found);
-            if !owned(theirs.as_ref(), &stop.owner, stop.adopt_unlabelled) {
+            let found_id = found.id.as_deref().unwrap_or_default();
+            if !owned_container(
+                found_id,
+                theirs.as_ref(),
+                &stop.owner,
+                stop.adopt_unlabelled,
+                stop.state_id.as_deref(),
+            ) {
                 let why = match &theirs {
                     Some(theirs) => stop
                         .owner
@@ -751,12 +789,20 @@ impl Engine {
         target: &str,
         owner: &Owner,
         adopt_unlabelled: bool,
+        state_id: Option<&str>,
     ) -> CoreResult<bool> {
         let _guard = locks::acquire(name).await;
         let Some(found) = self.inspect_container(target).await? else {
             return Ok(false);
         };
-        if !owned(Owner::of_inspect(&found).as_ref(), owner, adopt_unlabelled) {
+        let found_id = found.id.as_deref().unwrap_or_default();
+        if !owned_container(
+            found_id,
+            Owner::of_inspect(&found).as_ref(),
+            owner,
+            adopt_unlabelled,
+            state_id,
+        ) {
             return Ok(false);
         }
         let status = ContainerStatus::from_inspect(&found);
@@ -853,6 +899,10 @@ fn check_owner(spec: &ContainerSpec, found: &ContainerInspectResponse) -> CoreRe
     let (Some(mine), Some(theirs)) = (spec.owner(), Owner::of_inspect(found)) else {
         return Ok(());
     };
+    if !spec.state_id.is_empty() && found.id.as_deref() == Some(spec.state_id.as_str()) {
+        // The very container the server's state records: its own, whatever the labels say.
+        return Ok(());
+    }
     match mine.conflict(&theirs, &format!("the container '{}'", spec.name)) {
         Some(message) => Err(CoreError::Api {
             action: format!("start container '{}'", spec.name),

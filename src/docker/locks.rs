@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
@@ -49,18 +49,23 @@ fn lock_for(name: &str) -> Arc<AsyncMutex<()>> {
 /// synchronous right after the await returns, so only a stalled event loop comes near this.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// An operation of `run_undoable`, as `settle` reaches it.
+/// Where an operation's result stands: `PENDING` until Python settles it (or it times out).
+const PENDING: u8 = 0;
+const CLAIMED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// An operation of `run_undoable`, as `settle` reaches it by its ticket.
 #[derive(Default)]
 struct Operation {
-    /// Python claimed the result.
-    claimed: AtomicBool,
-    /// Python's await was cancelled: stop, and undo.
-    abandoned: AtomicBool,
+    /// `PENDING`, `CLAIMED` or `ABANDONED`; decided once (compare-and-swap), so a claim and a
+    /// timeout can never both win.
+    state: AtomicU8,
     /// Wakes the operation waiting for its result to be settled.
     settled: Notify,
 }
 
-/// The operations under way, by object name.
+/// The operations under way, by ticket: one per call, made by the caller, so two servers whose
+/// containers share a name (a collision of templates) never settle each other's start.
 static OPERATIONS: LazyLock<Mutex<HashMap<String, Arc<Operation>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
@@ -71,39 +76,49 @@ fn operations() -> std::sync::MutexGuard<'static, HashMap<String, Arc<Operation>
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Settles the operation under way on `name`: its result `claimed` by the spawner, or
-/// abandoned (its caller was cancelled: it stops and is undone). No operation is a no-op.
-pub fn settle(name: &str, claimed: bool) {
-    let Some(operation) = operations().get(name).cloned() else {
-        return;
+/// Settles the operation with `ticket`: its result `claimed` by the spawner, or abandoned (its
+/// caller was cancelled: it stops and is undone). Returns whether this decided it: a claim that
+/// comes too late (the operation already gave up waiting and is undoing) returns false, and the
+/// caller must not use the result. No such operation is a no-op (false).
+pub fn settle(ticket: &str, claimed: bool) -> bool {
+    let Some(operation) = operations().get(ticket).cloned() else {
+        return false;
     };
-    if claimed {
-        operation.claimed.store(true, Ordering::Release);
-    } else {
-        operation.abandoned.store(true, Ordering::Release);
-    }
+    let to = if claimed { CLAIMED } else { ABANDONED };
+    let decided = operation
+        .state
+        .compare_exchange(PENDING, to, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok();
     // A permit is stored if the operation is not waiting yet.
     operation.settled.notify_one();
+    decided
 }
 
 impl Operation {
-    /// Waits until the result is claimed (true) or abandoned, or `CLAIM_TIMEOUT` passes (false).
+    fn abandoned(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ABANDONED
+    }
+
+    /// Waits until the result is claimed (true) or abandoned, or `CLAIM_TIMEOUT` passes, which
+    /// abandons it (false).
     async fn claimed(&self) -> bool {
         let wait = async {
             loop {
                 let notified = self.settled.notified();
-                if self.abandoned.load(Ordering::Acquire) {
-                    return false;
+                match self.state.load(Ordering::Acquire) {
+                    CLAIMED => return true,
+                    ABANDONED => return false,
+                    _ => notified.await,
                 }
-                if self.claimed.load(Ordering::Acquire) {
-                    return true;
-                }
-                notified.await;
             }
         };
-        tokio::time::timeout(CLAIM_TIMEOUT, wait)
-            .await
-            .unwrap_or(false)
+        if let Ok(claimed) = tokio::time::timeout(CLAIM_TIMEOUT, wait).await {
+            return claimed;
+        }
+        // Timed out: abandon it, unless a claim won the race.
+        self.state
+            .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err_and(|now| now == CLAIMED)
     }
 }
 
@@ -128,7 +143,12 @@ impl Drop for SetOnDrop {
 /// (`settle`), `undo` runs on that result while the lock is still held, so a cancelled operation
 /// leaves nothing behind and nothing else touches the object until it has been undone. A panic
 /// in `work` is returned as `CoreError::Internal`.
-pub async fn run_undoable<T, W, WF, U, UF>(name: String, work: W, undo: U) -> CoreResult<T>
+pub async fn run_undoable<T, W, WF, U, UF>(
+    name: String,
+    ticket: String,
+    work: W,
+    undo: U,
+) -> CoreResult<T>
 where
     T: Clone + Send + 'static,
     W: FnOnce(Arc<dyn Fn() -> bool + Send + Sync>) -> WF + Send + 'static,
@@ -139,15 +159,14 @@ where
     let gone = Arc::new(AtomicBool::new(false));
     let _caller = SetOnDrop(gone.clone());
     let operation = Arc::new(Operation::default());
-    operations().insert(name.clone(), operation.clone());
+    operations().insert(ticket.clone(), operation.clone());
     let (tx, rx) = oneshot::channel::<CoreResult<T>>();
     let task_name = name.clone();
     tokio::spawn(async move {
         let _guard = acquire(&task_name).await;
         let watched = operation.clone();
-        let probe: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || {
-            gone.load(Ordering::Acquire) || watched.abandoned.load(Ordering::Acquire)
-        });
+        let probe: Arc<dyn Fn() -> bool + Send + Sync> =
+            Arc::new(move || gone.load(Ordering::Acquire) || watched.abandoned());
         // A panic in `work` becomes an error for the caller, instead of a task that ends with
         // no result (which the caller could only report as a runtime shutting down).
         let result = AssertUnwindSafe(work(probe))
@@ -166,7 +185,7 @@ where
             }
             Ok(value) => {
                 let kept = value.clone();
-                let claimed = !operation.abandoned.load(Ordering::Acquire)
+                let claimed = !operation.abandoned()
                     && tx.send(Ok(value)).is_ok()
                     && operation.claimed().await;
                 if !claimed {
@@ -174,13 +193,7 @@ where
                 }
             }
         }
-        let mut registry = operations();
-        if registry
-            .get(&task_name)
-            .is_some_and(|current| Arc::ptr_eq(current, &operation))
-        {
-            registry.remove(&task_name);
-        }
+        operations().remove(&ticket);
     });
     rx.await.unwrap_or_else(|_| {
         Err(CoreError::Request {
@@ -202,6 +215,7 @@ mod tests {
             .unwrap();
         let result: CoreResult<()> = runtime.block_on(run_undoable(
             "jupyter-alice".to_owned(),
+            "t-panic".to_owned(),
             |_| async { panic!("boom") },
             |()| async {},
         ));
@@ -227,6 +241,7 @@ mod tests {
             runtime.block_on(async {
                 let result = run_undoable(
                     name.clone(),
+                    name.clone(),
                     |_| async { Ok(7) },
                     move |_| async move { flag.store(true, Ordering::Release) },
                 )
@@ -234,8 +249,9 @@ mod tests {
                 assert_eq!(result.unwrap(), 7);
                 // The result reached the caller; the spawner then claims it, or its await was
                 // cancelled in the meantime and abandons it.
-                settle(&name, claimed);
+                assert!(settle(&name, claimed));
                 drop(acquire(&name).await);
+                assert!(!settle(&name, claimed), "settled twice");
             });
             assert_eq!(
                 undone.load(Ordering::Acquire),
@@ -256,6 +272,7 @@ mod tests {
         runtime.block_on(async {
             let name = "jupyter-early-abandon".to_owned();
             let op = tokio::spawn(run_undoable(
+                name.clone(),
                 name.clone(),
                 |gone| async move {
                     // Works until it is told its caller is gone, then reports success anyway

@@ -171,31 +171,25 @@ impl Engine {
         &self,
         spec: ContainerSpec,
         swarm: SwarmExtras,
+        ticket: String,
     ) -> CoreResult<ServiceOutcome> {
         let (engine, undoer) = (self.clone(), self.clone());
         let name = spec.name.clone();
         locks::run_undoable(
             spec.name.clone(),
+            ticket,
             move |caller_gone| async move {
                 // Before anything is made or replaced, so the clean-up below never removes
                 // another server's service.
                 engine.check_service_owner(&spec).await?;
-                let result = engine
+                engine
                     .start_service_steps(&spec, &swarm, &*caller_gone)
-                    .await;
-                if result.is_err() {
-                    // Leave nothing half-done.
-                    if let Err(e) = engine.remove_service(&spec.name).await {
-                        log::warn(&format!(
-                            "after a failed start of service '{}': {e}",
-                            spec.name
-                        ));
-                    }
-                }
-                result
+                    .await
+                    .map_err(|e| spec.redact_error(e))
             },
-            move |_| async move {
-                match undoer.remove_service(&name).await {
+            move |outcome: ServiceOutcome| async move {
+                // By the id this start created, never by the name.
+                match undoer.remove_service(&outcome.id).await {
                     Ok(()) => log::info(&format!(
                         "the start of service '{name}' was cancelled: removed it again"
                     )),
@@ -241,6 +235,28 @@ impl Engine {
             }
         }
         let id = created.and_then(|c| c.id).unwrap_or_default();
+        let outcome = self.wait_for_task(spec, &id, caller_gone).await;
+        if outcome.is_err() {
+            // Leave nothing half-done: remove the service this call created, by its id (never
+            // by a name another hub may have taken meanwhile).
+            if let Err(e) = self.remove_service(&id).await {
+                log::warn(&format!(
+                    "after a failed start of service '{}': {e}",
+                    spec.name
+                ));
+            }
+        }
+        outcome
+    }
+
+    /// Waits until the task of the service `id` just created runs; where it is reached.
+    async fn wait_for_task(
+        &self,
+        spec: &ContainerSpec,
+        id: &str,
+        caller_gone: &(dyn Fn() -> bool + Send + Sync),
+    ) -> CoreResult<ServiceOutcome> {
+        let action = format!("start service '{}'", spec.name);
         let mut wait = Duration::from_millis(100);
         loop {
             if caller_gone() {
@@ -293,6 +309,10 @@ impl Engine {
                 })?;
             (self.reachable_ip(&spec.host_ip), published)
         };
-        Ok(ServiceOutcome { id, ip, port })
+        Ok(ServiceOutcome {
+            id: id.to_owned(),
+            ip,
+            port,
+        })
     }
 }

@@ -6,7 +6,7 @@ use bollard::body_full;
 use bollard::models::{ContainerCreateBody, HostConfig, Volume, VolumeCreateRequest};
 use bollard::query_parameters::{CreateContainerOptions, UploadToContainerOptions};
 
-use super::{Engine, HUB_LABEL, MANAGED_LABEL};
+use super::{Engine, HUB_LABEL, MANAGED_LABEL, USER_LABEL};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
 use crate::spec::VolumeSpec;
@@ -78,6 +78,19 @@ fn check_volume(
             });
         }
     }
+    if wanted.per_user && found.labels.contains_key(MANAGED_LABEL) {
+        if let (Some(theirs), Some(ours)) = (found.labels.get(USER_LABEL), labels.get(USER_LABEL)) {
+            if theirs != ours {
+                return Err(CoreError::Api {
+                    action: action.to_owned(),
+                    status: 409,
+                    message: format!(
+                        "the volume '{name}' holds the files of another user ({USER_LABEL}={theirs:?}, not {ours:?}): two user names give it the same name (check escape and {{raw_username}} in the volume templates)"
+                    ),
+                });
+            }
+        }
+    }
     let driver = wanted.driver.as_deref().unwrap_or("local");
     if found.driver != driver {
         log::warn(&format!(
@@ -131,6 +144,7 @@ impl Engine {
             driver: None,
             options: BTreeMap::new(),
             labels: BTreeMap::new(),
+            per_user: false,
         };
         self.ensure_volumes(std::slice::from_ref(&volume), &job.labels)
             .await?;
