@@ -73,13 +73,7 @@ impl Endpoints {
     #[must_use]
     pub fn of_inspect(inspect: &ContainerInspectResponse) -> Self {
         let settings = inspect.network_settings.as_ref();
-        let mut networks: Vec<(String, String)> = settings
-            .and_then(|s| s.networks.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|(net, ep)| (net.clone(), ep.ip_address.clone().unwrap_or_default()))
-            .collect();
-        networks.sort();
+        let networks = network_ips(settings.and_then(|s| s.networks.as_ref()));
         let mut ports = Vec::new();
         for (key, bindings) in settings
             .and_then(|s| s.ports.as_ref())
@@ -111,15 +105,12 @@ impl Endpoints {
     /// What a listing shows.
     #[must_use]
     pub fn of_summary(summary: &ContainerSummary) -> Self {
-        let mut networks: Vec<(String, String)> = summary
-            .network_settings
-            .as_ref()
-            .and_then(|s| s.networks.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|(net, ep)| (net.clone(), ep.ip_address.clone().unwrap_or_default()))
-            .collect();
-        networks.sort();
+        let networks = network_ips(
+            summary
+                .network_settings
+                .as_ref()
+                .and_then(|s| s.networks.as_ref()),
+        );
         let ports = summary
             .ports
             .iter()
@@ -143,6 +134,19 @@ impl Endpoints {
             ports,
         }
     }
+}
+
+/// `(network, IP address)` of a container's networks, sorted by network.
+fn network_ips(
+    networks: Option<&std::collections::HashMap<String, bollard::models::EndpointSettings>>,
+) -> Vec<(String, String)> {
+    let mut ips: Vec<(String, String)> = networks
+        .into_iter()
+        .flatten()
+        .map(|(net, ep)| (net.clone(), ep.ip_address.clone().unwrap_or_default()))
+        .collect();
+    ips.sort();
+    ips
 }
 
 /// Who an object was made for: the hub, user and server in its labels.
@@ -868,22 +872,7 @@ fn with_logs(err: CoreError, name: &str, removed: bool, logs: &str) -> CoreError
         "could not be removed (see the hub's log)"
     };
     let suffix = format!("\n  (container '{name}' {fate}; its last output was:\n    {indented})");
-    match err {
-        CoreError::Request { action, message } => CoreError::Request {
-            action,
-            message: message + &suffix,
-        },
-        CoreError::Api {
-            action,
-            status,
-            message,
-        } => CoreError::Api {
-            action,
-            status,
-            message: message + &suffix,
-        },
-        other => other,
-    }
+    err.map_message(|message| message + &suffix)
 }
 
 /// What `create_or_find` found.
