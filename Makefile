@@ -2,7 +2,7 @@
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 PY := .venv/bin/python
 
-.PHONY: setup dev lint test test-fast test-e2e wheel run bench
+.PHONY: setup dev lint test test-fast test-e2e wheel run bench fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -37,3 +37,7 @@ run:
 
 bench:
 	bash bench/run.sh
+
+# The property tests with a million cases each (about 8 minutes on 2 cores); CASES=... JOBS=...
+fuzz:
+	bash scripts/fuzz.sh

@@ -11,6 +11,9 @@ pub mod spec;
 pub mod swarm;
 pub mod template;
 
+#[cfg(test)]
+mod proptests;
+
 use pyo3::prelude::*;
 
 /// The native module. Its export list is the whole Python surface (see `_core.pyi`).

@@ -437,8 +437,16 @@ impl ContainerSpec {
         if let Some(cpu) = self.cpu_limit.filter(|c| *c > 0.0) {
             let period = self.cpu_period()?;
             // Truncation toward zero, as DockerSpawner's int(cpu_limit * period).
-            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
-            let quota = (cpu * period as f64) as i64;
+            #[allow(clippy::cast_precision_loss)]
+            let product = cpu * period as f64;
+            // 2^63: beyond it the conversion would saturate to a quota nobody asked for.
+            if product >= 9_223_372_036_854_775_808.0 {
+                return Err(CoreError::InvalidSpec(format!(
+                    "cpu_limit {cpu} is too large: with a cpu period of {period} µs the quota does not fit Docker's 64-bit CpuQuota"
+                )));
+            }
+            #[allow(clippy::cast_possible_truncation)]
+            let quota = product as i64;
             if quota < 1000 {
                 return Err(CoreError::InvalidSpec(format!(
                     "cpu_limit {cpu} is too small: with a cpu period of {period} µs the quota would be {quota} µs, and Docker needs at least 1000"

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::dockerpy::pascal_case;
-use crate::errors::CoreResult;
+use crate::errors::{CoreError, CoreResult};
 use crate::spec::{is_named_volume, typed, ContainerSpec};
 
 /// The settings only SwarmSpawner has (docker-py keyword names or Engine fields).
@@ -74,11 +74,17 @@ fn merge_renamed(dest: &mut Map<String, Value>, extra: &Map<String, Value>) {
     }
 }
 
-fn nano_cpus(cores: f64) -> i64 {
+fn nano_cpus(setting: &str, cores: f64) -> CoreResult<i64> {
+    let n = cores * 1e9;
+    // 2^63: beyond it the conversion would saturate to a limit nobody asked for.
+    if n >= 9_223_372_036_854_775_808.0 {
+        return Err(CoreError::InvalidSpec(format!(
+            "{setting} {cores} is too large: it does not fit the swarm's 64-bit NanoCPUs"
+        )));
+    }
     // Whole nano-CPUs, truncated like DockerSpawner's int(cpu_limit * 1e9).
     #[allow(clippy::cast_possible_truncation)]
-    let n = (cores * 1e9) as i64;
-    n
+    Ok(n as i64)
 }
 
 /// The Engine `ServiceSpec` for a server, as JSON. `command` is the resolved `Args` (the image's
@@ -130,13 +136,13 @@ pub fn service_spec_json(
         limits.insert("MemoryBytes".into(), json!(mem));
     }
     if let Some(cpu) = spec.cpu_limit.filter(|c| *c > 0.0) {
-        limits.insert("NanoCPUs".into(), json!(nano_cpus(cpu)));
+        limits.insert("NanoCPUs".into(), json!(nano_cpus("cpu_limit", cpu)?));
     }
     if let Some(mem) = spec.mem_guarantee.filter(|m| *m > 0) {
         reservations.insert("MemoryBytes".into(), json!(mem));
     }
     if let Some(cpu) = swarm.cpu_guarantee.filter(|c| c.is_finite() && *c > 0.0) {
-        reservations.insert("NanoCPUs".into(), json!(nano_cpus(cpu)));
+        reservations.insert("NanoCPUs".into(), json!(nano_cpus("cpu_guarantee", cpu)?));
     }
     let mut resources = Map::new();
     if !limits.is_empty() {

@@ -224,6 +224,16 @@ class ContainerSettings(Naming):
         """,
     ).tag(config=True)
 
+    @validate("port")
+    def _validate_port(self, proposal: Any) -> int:
+        value = proposal["value"]
+        if not 0 < int(value) < 65536:
+            raise TraitError(
+                f"{type(self).__name__}.port = {value!r} is not allowed: use a TCP port from 1 "
+                "to 65535"
+            )
+        return int(value)
+
     @validate("cpu_limit")
     def _validate_cpu_limit(self, proposal: Any) -> Any:
         value = proposal["value"]

@@ -167,7 +167,11 @@ class Naming(ImageChoice):
         if isinstance(value, str):
             return _core.format_template_lenient(value, self.template_namespace())
         if isinstance(value, dict):
-            return {self._render_lenient(k): self._render_lenient(v) for k, v in value.items()}
+            # Keys that are not strings are left as they are (the core names them).
+            return {
+                (self._render_lenient(k) if isinstance(k, str) else k): self._render_lenient(v)
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self._render_lenient(v) for v in value]
         return value

@@ -92,12 +92,26 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
             raise TraitError(
                 f"{type(self).__name__}.{setting} returned {value!r}: a dict is required"
             )
+        self._check_plain_data(setting, value)
         return value
+
+    def _check_plain_data(self, setting: str, value: Any) -> None:
+        """A setting's value must be plain JSON data to reach the core: no NaN or infinity, no
+        sets, bytes or non-string keys. `TraitError` names the setting."""
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TraitError(
+                f"{type(self).__name__}.{setting} is not allowed: {e} (use strings, numbers, "
+                "booleans, lists and dicts with string keys)"
+            ) from None
 
     async def build_spec(self) -> dict[str, Any]:
         """The plain dict handed to the core: every setting rendered and resolved for this start,
         nothing converted. The core applies the rules (value forms, conversions, checks)."""
         limits = await self.resolve_limits()
+        for setting in ("volumes", "read_only_volumes", "mounts"):
+            self._check_plain_data(setting, getattr(self, setting))
         labels = self._labels()
         cmd = self.cmd
         return {
