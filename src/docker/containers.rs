@@ -181,6 +181,19 @@ impl Owner {
         Owner::from_labels(|key| labels.get(key))
     }
 
+    /// A 409 refusing to start on the `kind` (`container`, `service`) `name` made for `found`,
+    /// when it is not this owner's (`conflict`).
+    pub fn refuse_conflict(&self, found: &Owner, kind: &str, name: &str) -> CoreResult<()> {
+        match self.conflict(found, &format!("the {kind} '{name}'")) {
+            Some(message) => Err(CoreError::Api {
+                action: format!("start {kind} '{name}'"),
+                status: 409,
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Why `object` (e.g. `container 'jupyter-alice'`), made for `found`, is not this owner's,
     /// with what to change; None when it is.
     #[must_use]
@@ -881,9 +894,8 @@ enum Found {
     Existing(Box<ContainerInspectResponse>),
 }
 
-/// Refuses to resume a kept container that rustdocker made for another server: it would serve
-/// that server's URL and OAuth client (after the hub renamed a server without telling us).
-/// Refuses a found container that another server or hub made (`Owner::conflict`).
+/// Refuses to resume or replace a container that rustdocker made for another server or hub
+/// (`Owner::conflict`): it serves that server's URL and OAuth client, or another hub's user.
 fn check_owner(spec: &ContainerSpec, found: &ContainerInspectResponse) -> CoreResult<()> {
     let (Some(mine), Some(theirs)) = (spec.owner(), Owner::of_inspect(found)) else {
         return Ok(());
@@ -892,14 +904,7 @@ fn check_owner(spec: &ContainerSpec, found: &ContainerInspectResponse) -> CoreRe
         // The very container the server's state records: its own, whatever the labels say.
         return Ok(());
     }
-    match mine.conflict(&theirs, &format!("the container '{}'", spec.name)) {
-        Some(message) => Err(CoreError::Api {
-            action: format!("start container '{}'", spec.name),
-            status: 409,
-            message,
-        }),
-        None => Ok(()),
-    }
+    mine.refuse_conflict(&theirs, "container", &spec.name)
 }
 
 /// A 404 that says the image is missing (and not, say, a network).

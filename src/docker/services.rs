@@ -122,14 +122,7 @@ impl Engine {
         else {
             return Ok(());
         };
-        match mine.conflict(&theirs, &format!("the service '{}'", spec.name)) {
-            Some(message) => Err(CoreError::Api {
-                action: format!("start service '{}'", spec.name),
-                status: 409,
-                message,
-            }),
-            None => Ok(()),
-        }
+        mine.refuse_conflict(&theirs, "service", &spec.name)
     }
 
     /// The state of a service's newest task; `None` when the service does not exist.
