@@ -103,19 +103,19 @@ class Servers(Volumes):
     def _names_each_server(self, template: str) -> bool:
         """Whether `template` gives another server another name (through `{servername}`, or a
         `format_volume_name` reading the server's name)."""
-        try:
-            here = str(self.format_volume_name(template, self))
-            there = str(self.format_volume_name(template, _AsServer(self, "rustdocker-probe")))
-        except Exception:
-            return False
-        return here != there
+        return self._renders_differently_for(template, _AsServer(self, "rustdocker-probe"))
 
     def _names_each_user(self, template: str) -> bool:
         """Whether `template` gives another user another name (through `{username}`, or a
         `format_volume_name` reading the user's name)."""
+        return self._renders_differently_for(template, _AsUser(self, "rustdocker-probe"))
+
+    def _renders_differently_for(self, template: str, other: Any) -> bool:
+        """Whether `format_volume_name` renders `template` differently for `other` (this
+        spawner seen as another server or user); False when it cannot render."""
         try:
             here = str(self.format_volume_name(template, self))
-            there = str(self.format_volume_name(template, _AsUser(self, "rustdocker-probe")))
+            there = str(self.format_volume_name(template, other))
         except Exception:
             return False
         return here != there
