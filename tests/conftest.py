@@ -208,7 +208,7 @@ class Call(NamedTuple):
     arguments: dict[str, Any]
 
 
-def _started(spec_json: str) -> SimpleNamespace:
+def _started(spec_json: str, ticket: str | None = None) -> SimpleNamespace:
     spec = json.loads(spec_json)
     return SimpleNamespace(
         id=f"fake-{spec['name']}",

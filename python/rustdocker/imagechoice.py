@@ -276,6 +276,11 @@ class ImageChoice(SpawnerPart):
             user_options = {k: v for k, v in user_options.items() if k != "image"}
         await run(user_options)
 
+    def _image_option_taken(self) -> bool:
+        """Whether the `image` user option means something else this start (a profile's option
+        of that name)."""
+        return False
+
     async def _apply_image_option(self) -> None:
         """start()'s first step: the `image` user option, checked, becomes `image`."""
         if self._image_without_option is None:
@@ -284,7 +289,7 @@ class ImageChoice(SpawnerPart):
             self._image_without_option = self.image
         try:
             options = self.user_options if isinstance(self.user_options, dict) else {}
-            requested = options.get("image")
+            requested = None if self._image_option_taken() else options.get("image")
             if requested:
                 chosen = await self.check_allowed(requested)
                 self.log.info(

@@ -7,6 +7,7 @@ underneath.
 | --- | --- |
 | `connection.py` | the engine (`docker_host`, TLS, `docker_timeout`) and the shared client |
 | `imagechoice.py` | `image`, `allowed_images`, the spawn form, `pull_policy` |
+| `profiles.py` | `profile_list`: profiles and their options, applied for one start |
 | `naming.py` | the template namespace, container names, labels, the container in state |
 | `volumes.py` | `volumes`, `read_only_volumes`, `mounts`, certificates, volume names in state |
 | `servers.py` | servers among each other: name conflicts, `rename()`, `delete_forever()` |
@@ -37,12 +38,13 @@ from .container import ContainerSettings
 from .deprecated import DeprecatedSettings
 from .imagechoice import maybe_await
 from .loopshare import _loop_share
+from .profiles import Profiles
 from .servers import Servers
 
 _T = TypeVar("_T")
 
 
-class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
+class DockerSpawner(Profiles, Servers, ContainerSettings, DeprecatedSettings, Spawner):
     """A JupyterHub spawner that runs each user's server in a Docker container.
 
     A drop-in replacement for ``dockerspawner.DockerSpawner``: it reads the same

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from .browser import browser, steps  # noqa: F401 - fixtures of the browser tests
 from .hub import (
     ARTIFACTS,
     Hub,
