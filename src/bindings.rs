@@ -21,7 +21,7 @@ use crate::docker::containers::{
     owned_container, ContainerStatus, Owner, StartOutcome, StopParams,
 };
 use crate::docker::volumes::StageFiles;
-use crate::docker::{client_timeout, Engine, TlsFiles};
+use crate::docker::{client_timeout, progress, Engine, TlsFiles};
 use crate::errors::{CoreError, CoreResult};
 use crate::spec::{
     binds_from_entries, engine_mounts as spec_engine_mounts, ContainerSpec, VolumeEntry,
@@ -549,6 +549,23 @@ impl PyDockerClient {
     fn settle(&self, ticket: &str, claimed: bool) -> PyResult<bool> {
         guard("DockerClient.settle", || {
             Ok(self.engine.settle(ticket, claimed))
+        })
+    }
+
+    /// What the start with `ticket` is doing now, as JSON (`phase`, `phase_seconds`, `detail`,
+    /// `pull`: the pull's figures during a pull, `joined`); None once its steps have ended.
+    /// Tickets are unique in the process, so any client reads any start's progress.
+    #[allow(clippy::unused_self)]
+    fn start_progress(&self, ticket: &str) -> PyResult<Option<String>> {
+        guard("DockerClient.start_progress", || {
+            progress::snapshot(ticket)
+                .map(|s| serde_json::to_string(&s))
+                .transpose()
+                .map_err(|e| {
+                    PyErr::from(CoreError::Internal(format!(
+                        "DockerClient.start_progress: {e}; please report it"
+                    )))
+                })
         })
     }
 

@@ -207,6 +207,20 @@ impl CoreError {
         }
     }
 
+    /// What went wrong, without the action (the engine's or registry's own words where it
+    /// gave them).
+    #[must_use]
+    pub fn message(&self) -> &str {
+        match self {
+            CoreError::Connection { message, .. }
+            | CoreError::Api { message, .. }
+            | CoreError::Request { message, .. }
+            | CoreError::State { message, .. }
+            | CoreError::InvalidSpec(message)
+            | CoreError::Internal(message) => message,
+        }
+    }
+
     /// True for a 404 from the engine.
     #[must_use]
     pub fn is_not_found(&self) -> bool {

@@ -289,6 +289,7 @@ class FakeClient:
             "image_cmd": [],
             "exec_run": (0, "", ""),
             "wait_idle": None,
+            "start_progress": None,
         }
 
     def called(self, method: str) -> list[dict[str, Any]]:

@@ -219,6 +219,12 @@ class DockerClient:
         after the await returned it, or abandoned (the await was cancelled), which undoes the
         start. A result not claimed within a minute is undone too. Whether this call decided
         it: False for a claim that came too late (the start is being undone)."""
+    def start_progress(self, ticket: str) -> str | None:
+        """What the start with `ticket` is doing now, as JSON: `phase` (`queued`, `volumes`,
+        `create`, `pull`, `start`, `task`), `phase_seconds`, `detail` (a swarm task's state),
+        `pull` (during a pull: `image`, `elapsed`, `layers`, `layers_done`, `sizes_unknown`,
+        `total`, `downloaded`, `extracted`, in compressed bytes) and `joined` (the pull is
+        another start's); None once its steps have ended."""
     def wait_idle(self, name: str) -> Awaitable[None]:
         """Wait until no start or stop of container `name` is in progress."""
 

@@ -8,6 +8,7 @@ underneath.
 | `connection.py` | the engine (`docker_host`, TLS, `docker_timeout`) and the shared client |
 | `imagechoice.py` | `image`, `allowed_images`, the spawn form, `pull_policy` |
 | `profiles.py` | `profile_list`: profiles and their options, applied for one start |
+| `progress.py` | `progress()`: what the spawn page shows while a server starts |
 | `naming.py` | the template namespace, container names, labels, the container in state |
 | `volumes.py` | `volumes`, `read_only_volumes`, `mounts`, certificates, volume names in state |
 | `servers.py` | servers among each other: name conflicts, `rename()`, `delete_forever()` |
@@ -39,12 +40,13 @@ from .deprecated import DeprecatedSettings
 from .imagechoice import maybe_await
 from .loopshare import _loop_share
 from .profiles import Profiles
+from .progress import Progress
 from .servers import Servers
 
 _T = TypeVar("_T")
 
 
-class DockerSpawner(Profiles, Servers, ContainerSettings, DeprecatedSettings, Spawner):
+class DockerSpawner(Profiles, Progress, Servers, ContainerSettings, DeprecatedSettings, Spawner):
     """A JupyterHub spawner that runs each user's server in a Docker container.
 
     A drop-in replacement for ``dockerspawner.DockerSpawner``: it reads the same
@@ -152,12 +154,17 @@ class DockerSpawner(Profiles, Servers, ContainerSettings, DeprecatedSettings, Sp
     async def _start_spec(self) -> dict[str, Any]:
         """start()'s first steps, shared by the spawner classes: take a turn on the event loop
         (see `_LoopShare`), apply the image option and names, build the spec."""
-        await _loop_share.turn()
-        await self._prepare_start()
-        return await self.build_spec()
+        self._set_start_stage("preparing")
+        try:
+            await _loop_share.turn()
+            await self._prepare_start()
+            return await self.build_spec()
+        except BaseException:
+            self._set_start_stage(None)
+            raise
 
-    @staticmethod
     async def _until_done(
+        self,
         client: _core.DockerClient,
         name: str,
         start: Callable[[str], Awaitable[_T]],
@@ -167,19 +174,27 @@ class DockerSpawner(Profiles, Servers, ContainerSettings, DeprecatedSettings, Sp
         user) cancels the start, even after the core finished it, the result is abandoned: the
         core undoes the start, and this waits until it has, so the next start finds a clean
         slate. The ticket is this call's own: another server's start of a container of the same
-        name (a collision of templates) never settles this one."""
+        name (a collision of templates) never settles this one. The start's progress is
+        readable by the ticket while it runs (see progress.py)."""
         ticket = secrets.token_hex(16)
+        self._set_start_stage("core", ticket, client)
         try:
             result = await start(ticket)
         except asyncio.CancelledError:
+            self._set_start_stage(None)
             client.settle(ticket, False)
             await client.wait_idle(name)
             raise
+        except BaseException:
+            self._set_start_stage(None)
+            raise
         if not client.settle(ticket, True):
+            self._set_start_stage(None)
             raise RuntimeError(
                 f"the start of {name!r} was handed over too late (the hub's event loop stalled "
                 "for a minute) and has been undone; start the server again"
             )
+        self._set_start_stage("waiting")
         return result
 
     async def start(self) -> tuple[str, int]:
@@ -302,6 +317,7 @@ class DockerSpawner(Profiles, Servers, ContainerSettings, DeprecatedSettings, Sp
         return f"{proto}://{fmt_ip_url(ip)}:{port}{self.server.base_url}"
 
     async def stop(self, now: bool = False) -> None:
+        self._set_start_stage(None)
         client = await self.docker_client()
         # `now` is ignored, as in DockerSpawner: killing without the grace period loses
         # whatever the server would have saved on SIGTERM. Only this server's own container is

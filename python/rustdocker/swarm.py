@@ -156,6 +156,7 @@ class SwarmSpawner(DockerSpawner):
         return (ip, port)
 
     async def stop(self, now: bool = False) -> None:
+        self._set_start_stage(None)
         client = await self.docker_client()
         # Only this server's own service (see DockerSpawner.stop).
         await client.remove_service(

@@ -15,6 +15,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde_json::Map;
 
+use super::progress::{self, Phase, StartProgress};
 use super::{locks, Engine, HUB_LABEL, MANAGED_LABEL, MANAGED_VALUE, SERVER_LABEL, USER_LABEL};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
@@ -348,6 +349,8 @@ impl Engine {
         ticket: String,
     ) -> CoreResult<StartOutcome> {
         let (engine, undoer) = (self.clone(), self.clone());
+        // Readable by the ticket (`progress::snapshot`) until the start's steps end.
+        let tracked = progress::track(&ticket);
         locks::run_undoable(
             spec.name.clone(),
             ticket,
@@ -355,7 +358,7 @@ impl Engine {
                 // Whatever went wrong, the error reaches the hub's log and the user's page:
                 // no secret in it (the engine quotes driver options when a mount fails).
                 engine
-                    .start_steps(&spec, &*caller_gone)
+                    .start_steps(&spec, &*caller_gone, tracked.progress())
                     .await
                     .map_err(|e| spec.redact_error(e))
             },
@@ -368,6 +371,7 @@ impl Engine {
         &self,
         spec: &ContainerSpec,
         cancelled_by_caller: &(dyn Fn() -> bool + Send + Sync),
+        progress: &StartProgress,
     ) -> CoreResult<StartOutcome> {
         let cancelled = || CoreError::Request {
             action: format!("start container '{}'", spec.name),
@@ -377,29 +381,37 @@ impl Engine {
             return Err(cancelled());
         }
         if spec.pull_policy == PullPolicy::Always {
-            self.pull_image_watched(&spec.image, spec.pull_stall(), cancelled_by_caller)
-                .await?;
+            self.pull_image_watched(
+                &spec.image,
+                spec.pull_stall(),
+                cancelled_by_caller,
+                Some(progress),
+            )
+            .await?;
         }
         if cancelled_by_caller() {
             return Err(cancelled());
         }
-        let (id, created, api_token, was_running) =
-            match self.create_or_find(spec, cancelled_by_caller).await? {
-                Found::Created(id) => (id, true, None, false),
-                Found::Existing(found) => {
-                    let api_token = found
-                        .config
-                        .as_ref()
-                        .and_then(|c| c.env.as_ref())
-                        .and_then(|env| find_api_token(env));
-                    let status = ContainerStatus::from_inspect(&found);
-                    (status.id, false, api_token, status.running)
-                }
-            };
+        let (id, created, api_token, was_running) = match self
+            .create_or_find(spec, cancelled_by_caller, progress)
+            .await?
+        {
+            Found::Created(id) => (id, true, None, false),
+            Found::Existing(found) => {
+                let api_token = found
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.env.as_ref())
+                    .and_then(|env| find_api_token(env));
+                let status = ContainerStatus::from_inspect(&found);
+                (status.id, false, api_token, status.running)
+            }
+        };
         let outcome = async {
             if cancelled_by_caller() {
                 return Err(cancelled());
             }
+            progress.phase(Phase::Start);
             self.start_container(&id, &spec.name).await?;
             let inspect = self
                 .inspect_container(&id)
@@ -450,15 +462,20 @@ impl Engine {
         &self,
         spec: &ContainerSpec,
         gone: &(dyn Fn() -> bool + Send + Sync),
+        progress: &StartProgress,
     ) -> CoreResult<Found> {
         // The volumes first, once: their errors (another hub's volume is a 409 too) are not
         // the container name's.
         let no_options = Map::new();
         let volumes = spec.named_volumes(spec.bind_volume_driver().map(|d| (d, &no_options)))?;
+        if !volumes.is_empty() {
+            progress.phase(Phase::Volumes);
+        }
         self.ensure_volumes(&volumes, &spec.volume_labels).await?;
         let mut pulled = spec.pull_policy == PullPolicy::Always;
         // Bounded: a conflict can recur only if something else keeps recreating the name.
         for _ in 0..4 {
+            progress.phase(Phase::Create);
             match self.create_container(spec).await {
                 Ok(id) => return Ok(Found::Created(id)),
                 Err(err) if err.status() == Some(409) => {
@@ -477,8 +494,13 @@ impl Engine {
                 }
                 Err(err) if is_missing_image(&err) && !pulled => match spec.pull_policy {
                     PullPolicy::Ifnotpresent => {
-                        self.pull_image_watched(&spec.image, spec.pull_stall(), gone)
-                            .await?;
+                        self.pull_image_watched(
+                            &spec.image,
+                            spec.pull_stall(),
+                            gone,
+                            Some(progress),
+                        )
+                        .await?;
                         pulled = true;
                     }
                     PullPolicy::Never | PullPolicy::Skip | PullPolicy::Always => {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
+use super::progress::{self, PullEnd, PullState, Role, StartProgress};
 use super::Engine;
 use crate::errors::{CoreError, CoreResult};
 
@@ -40,18 +41,78 @@ impl Engine {
     /// Pulls `image`, consuming the progress stream; an error reported inside the stream (which
     /// the engine sends with status 200) fails the pull with the engine's message.
     pub async fn pull_image(&self, image: &str) -> CoreResult<()> {
-        self.pull_image_watched(image, DEFAULT_PULL_STALL, &|| false)
+        self.pull_image_watched(image, DEFAULT_PULL_STALL, &|| false, None)
             .await
     }
 
-    /// `pull_image`, bounded: it fails when the stream brings nothing for `stall` (a registry
-    /// that stopped sending), and gives up within `WATCH_INTERVAL` once `gone()` says its caller
-    /// went away (a cancelled spawn; the engine may finish the pull in the background).
+    /// `pull_image`, bounded, and shared: one pull per image at a time on this engine. A start
+    /// that needs an image another start is pulling joins that pull (and its progress) instead
+    /// of asking the engine again; if the start leading it goes away first, a waiting start
+    /// leads a new one. The pull fails when the stream brings nothing for `stall` (a registry
+    /// that stopped sending), and this call gives up within `WATCH_INTERVAL` once `gone()` says
+    /// its caller went away (a cancelled spawn; the engine may finish the pull in the
+    /// background). `progress`, if given, follows the pull.
     pub async fn pull_image_watched(
         &self,
         image: &str,
         stall: Duration,
         gone: &(dyn Fn() -> bool + Send + Sync),
+        progress: Option<&StartProgress>,
+    ) -> CoreResult<()> {
+        let action = || format!("pull image '{image}'");
+        let cancelled = || CoreError::Request {
+            action: action(),
+            message: "cancelled".to_owned(),
+        };
+        loop {
+            match progress::join_or_lead(self.host(), image) {
+                Role::Lead(lead) => {
+                    if let Some(p) = progress {
+                        p.pulling(lead.state(), false);
+                    }
+                    let result = self.pull_stream(image, stall, gone, lead.state()).await;
+                    lead.end(match &result {
+                        Ok(()) => PullEnd::Pulled,
+                        Err(_) if gone() => PullEnd::Abandoned,
+                        Err(e) => PullEnd::Failed(e.message().to_owned()),
+                    });
+                    return result;
+                }
+                Role::Join(state) => {
+                    if let Some(p) = progress {
+                        p.pulling(&state, true);
+                    }
+                    let end = loop {
+                        // Bounded waits, to notice a caller that went away.
+                        match tokio::time::timeout(WATCH_INTERVAL, state.ended()).await {
+                            Ok(end) => break end,
+                            Err(_) if gone() => return Err(cancelled()),
+                            Err(_) => {}
+                        }
+                    };
+                    match end {
+                        PullEnd::Pulled => return Ok(()),
+                        PullEnd::Failed(message) => {
+                            return Err(CoreError::Request {
+                                action: action(),
+                                message,
+                            })
+                        }
+                        PullEnd::Abandoned if gone() => return Err(cancelled()),
+                        PullEnd::Abandoned => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pull request to the engine, its stream recorded in `state`.
+    async fn pull_stream(
+        &self,
+        image: &str,
+        stall: Duration,
+        gone: &(dyn Fn() -> bool + Send + Sync),
+        state: &PullState,
     ) -> CoreResult<()> {
         let (from_image, tag) = split_reference(image);
         let options = CreateImageOptions {
@@ -98,6 +159,7 @@ impl Engine {
                     message,
                 });
             }
+            state.record(&info);
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod locks;
+pub mod progress;
 pub mod services;
 pub mod volumes;
 

@@ -7,6 +7,7 @@ use bollard::models::{TaskState, TaskStatus};
 use bollard::query_parameters::ListTasksOptions;
 
 use super::containers::{owned, Owner};
+use super::progress::{self, Phase, StartProgress};
 use super::{locks, Engine};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
@@ -168,6 +169,8 @@ impl Engine {
     ) -> CoreResult<ServiceOutcome> {
         let (engine, undoer) = (self.clone(), self.clone());
         let name = spec.name.clone();
+        // Readable by the ticket (`progress::snapshot`) until the start's steps end.
+        let tracked = progress::track(&ticket);
         locks::run_undoable(
             spec.name.clone(),
             ticket,
@@ -176,7 +179,7 @@ impl Engine {
                 // another server's service.
                 engine.check_service_owner(&spec).await?;
                 engine
-                    .start_service_steps(&spec, &swarm, &*caller_gone)
+                    .start_service_steps(&spec, &swarm, &*caller_gone, tracked.progress())
                     .await
                     .map_err(|e| spec.redact_error(e))
             },
@@ -200,7 +203,9 @@ impl Engine {
         spec: &ContainerSpec,
         swarm: &SwarmExtras,
         caller_gone: &(dyn Fn() -> bool + Send + Sync),
+        progress: &StartProgress,
     ) -> CoreResult<ServiceOutcome> {
+        progress.phase(Phase::Create);
         let command = self.resolve_command(spec).await?;
         let service = service_spec(spec, swarm, command)?;
         let volumes = spec.named_volumes(Some((
@@ -208,7 +213,11 @@ impl Engine {
             &swarm.volume_driver_options,
         )))?;
         self.remove_service(&spec.name).await?;
+        if !volumes.is_empty() {
+            progress.phase(Phase::Volumes);
+        }
         self.ensure_volumes(&volumes, &spec.volume_labels).await?;
+        progress.phase(Phase::Create);
         let action = format!("create service '{}'", spec.name);
         // A service of that name may still be going away: retry a conflict briefly.
         let mut created = None;
@@ -228,7 +237,8 @@ impl Engine {
             }
         }
         let id = created.and_then(|c| c.id).unwrap_or_default();
-        let outcome = self.wait_for_task(spec, &id, caller_gone).await;
+        progress.phase(Phase::Task);
+        let outcome = self.wait_for_task(spec, &id, caller_gone, progress).await;
         if outcome.is_err() {
             // Leave nothing half-done: remove the service this call created, by its id (never
             // by a name another hub may have taken meanwhile).
@@ -248,6 +258,7 @@ impl Engine {
         spec: &ContainerSpec,
         id: &str,
         caller_gone: &(dyn Fn() -> bool + Send + Sync),
+        progress: &StartProgress,
     ) -> CoreResult<ServiceOutcome> {
         let action = format!("start service '{}'", spec.name);
         let mut wait = Duration::from_millis(100);
@@ -261,6 +272,9 @@ impl Engine {
             let tasks = self.service_tasks(&spec.name).await?;
             if let Some(task) = tasks.first() {
                 let state = task.state.unwrap_or(TaskState::NEW);
+                // The swarm's own word for where the task is (pending, assigned, preparing:
+                // the node pulling the image, starting).
+                progress.detail(&state.to_string());
                 if state == TaskState::RUNNING {
                     break;
                 }

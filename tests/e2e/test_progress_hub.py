@@ -1,0 +1,143 @@
+"""What a user sees while a large image is pulled, through a real JupyterHub: the REST progress
+stream (`GET /hub/api/users/<name>/server/progress`) and the spawn page in headless Chromium,
+with the image (the single-user image plus a few hundred MB of random layers) in Debian's
+docker-registry on 127.0.0.1, so the engine has to pull it.
+
+The spawn page's screenshot with the bar part-way is kept as tests/artifacts/progress/.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .browser import Steps, wait_for_lab
+from .hub import (
+    ARTIFACTS,
+    IMAGE,
+    LABEL_HUB,
+    Hub,
+    docker,
+    missing_prerequisites,
+    remove_labelled,
+    require,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from registry import Registry
+
+BIG_MIB = 320
+BIG_LAYERS = 4
+HUB_ID = f"rustdocker-e2e-progress-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def big_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The single-user image with BIG_MIB MiB more in BIG_LAYERS layers, only in the registry."""
+    require(missing_prerequisites())
+    if shutil.which("docker-registry") is None:
+        require(["Debian's docker-registry (apt-get install docker-registry)"])
+    registry = Registry(tmp_path_factory.mktemp("progress-registry"))
+    registry.start()
+    image = ""
+    try:
+        image = registry.push_big(
+            f"rustdocker-e2e/big-{uuid.uuid4().hex[:8]}",
+            IMAGE,
+            BIG_MIB,
+            BIG_LAYERS,
+            {LABEL_HUB: HUB_ID},
+        )
+        yield image
+    finally:
+        if image:
+            docker("rmi", "-f", image, check=False)
+        registry.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, big_image: str) -> Iterator[Hub]:
+    """This module's hub runs the big image (it overrides the session's `hub`, so `user` and
+    `browser` use this one)."""
+    h = Hub(
+        tmp_path_factory.mktemp("e2e-progress"),
+        HUB_ID,
+        token=secrets.token_hex(16),
+        password=secrets.token_urlsafe(12),
+        extra_config=f"c.DockerSpawner.image = {big_image!r}\n",
+    )
+    try:
+        h.start()
+        yield h
+    finally:
+        h.stop()
+        remove_labelled(HUB_ID)
+
+
+def progress_events(hub: Hub, user: str) -> list[dict[str, Any]]:
+    """The progress stream of `user`'s pending start, read to its end."""
+    events = []
+    with hub.api("GET", f"/users/{user}/server/progress", stream=True, timeout=600) as r:
+        assert r.status_code == 200, r.text
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                events.append(json.loads(line[len("data:") :]))
+    return events
+
+
+def test_rest_progress_stream_of_a_pull(hub: Hub, user: str, big_image: str) -> None:
+    docker("rmi", "-f", big_image, check=False)  # pulled anew
+    hub.request_start(user)
+    events = progress_events(hub, user)
+    progress = [e["progress"] for e in events if "progress" in e]
+    assert progress == sorted(progress), events
+    pulling = [e for e in events if e.get("message", "").startswith(f"Pulling image {big_image}:")]
+    assert pulling, events
+    # The bytes are counted: "Pulling image ...: 120 of 336 MB, 40.1 MB/s, about 7 s left".
+    assert any(" of 33" in e["message"] and " MB" in e["message"] for e in pulling), pulling
+    assert len({e["progress"] for e in pulling}) >= 3, pulling  # the bar moved with the bytes
+    last = events[-1]
+    assert last["progress"] == 100 and last["ready"] is True, last
+    assert last["url"] == f"/user/{user}/", last
+    hub.wait_ready(user)
+    hub.stop_server(user)
+
+
+@pytest.mark.browser
+def test_spawn_page_shows_the_pull(hub: Hub, user: str, big_image: str, steps: Steps) -> None:
+    docker("rmi", "-f", big_image, check=False)
+    page = steps.page
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", hub.password)
+    page.click("#login_submit")
+    page.wait_for_url(lambda url: "/hub/login" not in url)
+    page.goto(f"{hub.url}/hub/spawn")
+
+    # Part-way through the pull: the bar between the pull's ends, the message counting bytes.
+    page.wait_for_function(
+        """() => {
+            const bar = document.querySelector('#progress-bar');
+            const msg = document.querySelector('#progress-message');
+            const at = bar ? Number(bar.getAttribute('aria-valuenow')) : 0;
+            return msg && msg.textContent.startsWith('Pulling image') &&
+                   msg.textContent.includes(' of ') && at > 15 && at < 75;
+        }""",
+        timeout=300_000,
+        polling=100,
+    )
+    keep = ARTIFACTS / "progress"
+    keep.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(keep / "spawn-pending-pull.png"))
+    message = page.locator("#progress-message").text_content() or ""
+    (keep / "spawn-pending-pull.txt").write_text(message + "\n")
+    assert "MB" in message, message
+    wait_for_lab(page, user)
