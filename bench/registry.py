@@ -7,6 +7,7 @@ library only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -124,3 +125,64 @@ class Registry:
         docker_cli("push", image)
         docker_cli("rmi", image)
         return image
+
+
+class Throttle:
+    """A TCP relay on 127.0.0.1 in front of a registry that sends at most `rate` bytes per
+    second to its clients, so a pull of a few hundred MB lasts long enough to watch. Pull
+    `<throttle.host>/<repo>:<tag>`: the registry serves the same content on any address."""
+
+    def __init__(self, upstream_port: int, rate: float) -> None:
+        import asyncio
+        import threading
+
+        self.rate = rate
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the throttle did not start")
+
+    def _run(self) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(self._loop)
+
+        async def pipe(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slow: bool
+        ) -> None:
+            try:
+                while data := await reader.read(64 * 1024):
+                    writer.write(data)
+                    await writer.drain()
+                    if slow:
+                        await asyncio.sleep(len(data) / self.rate)
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+            try:
+                up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            except OSError:
+                client_w.close()
+                return
+            await asyncio.gather(pipe(client_r, up_w, False), pipe(up_r, client_w, True))
+
+        async def serve() -> None:
+            server = await asyncio.start_server(handle, "127.0.0.1", self.port)
+            self._ready.set()
+            async with server:
+                await server.serve_forever()
+
+        with contextlib.suppress(RuntimeError):  # stopped by close()
+            self._loop.run_until_complete(serve())
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use pyo3::prelude::*;
@@ -30,6 +31,9 @@ use crate::swarm::SwarmExtras;
 use crate::{memory, template};
 
 /// Runs `work`, turning a panic into `CoreError::Internal` naming `what`.
+/// Whether a pre-pull runs in this process (one at a time).
+static PRE_PULLING: AtomicBool = AtomicBool::new(false);
+
 pub(crate) fn guard<T, E>(what: &str, work: impl FnOnce() -> Result<T, E>) -> Result<T, E>
 where
     E: From<CoreError>,
@@ -549,6 +553,33 @@ impl PyDockerClient {
     fn settle(&self, ticket: &str, claimed: bool) -> PyResult<bool> {
         guard("DockerClient.settle", || {
             Ok(self.engine.settle(ticket, claimed))
+        })
+    }
+
+    /// Pulls `images` one at a time in the background (the pre-pull), its progress in the
+    /// hub's log; starts needing one of them meanwhile join its pull. Returns at once: False
+    /// when a pre-pull is already running in this process (nothing new is started).
+    /// Images the engine has are skipped unless `always`.
+    fn pre_pull(&self, images: Vec<String>, stall_timeout: f64, always: bool) -> PyResult<bool> {
+        guard("DockerClient.pre_pull", || {
+            let stall = Duration::try_from_secs_f64(stall_timeout).map_err(|_| {
+                PyErr::from(CoreError::InvalidSpec(format!(
+                    "pre_pull: stall timeout {stall_timeout} is not allowed: use a positive number of seconds"
+                )))
+            })?;
+            if PRE_PULLING.swap(true, Ordering::AcqRel) {
+                return Ok(false);
+            }
+            let engine = self.engine.clone();
+            pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+                let _ = guarded("DockerClient.pre_pull", async {
+                    engine.pre_pull(images, stall, always).await;
+                    Ok::<(), CoreError>(())
+                })
+                .await;
+                PRE_PULLING.store(false, Ordering::Release);
+            });
+            Ok(true)
         })
     }
 

@@ -203,3 +203,53 @@ async def test_progress_of_a_real_pull(registry: Registry, unique: str, tmp_path
     assert progress == sorted(progress), progress
     assert len({p for p in progress if 10 < p < 80}) >= 2, events  # the bar moved with the bytes
     assert events[-1]["progress"] >= 85
+
+
+@pytest.mark.docker
+async def test_pre_pull_fetches_what_users_may_choose_and_starts_join_it(
+    registry: Registry, proxy: Any, unique: str, logs: Any
+) -> None:
+    image = await asyncio.to_thread(
+        registry.push_big,
+        f"rustdocker-test/pre-{uuid.uuid4().hex[:8]}",
+        TINY_IMAGE,
+        64,
+        2,
+        {"org.rustdocker.test": "pre-pull"},
+    )
+    s = make_spawner(
+        unique,
+        allowed_images={"tiny": TINY_IMAGE, "big": image},
+        profile_list=[{"display_name": "Big", "spawner_override": {"image": image}}],
+        pre_pull=True,
+        docker_host=proxy.url,
+        remove=True,
+    )
+    assert s.pre_pull_list() == [TINY_IMAGE, image]
+    joiner = make_spawner(f"{unique}b", image=image, docker_host=proxy.url, remove=True)
+    try:
+        assert await s.start_pre_pull()
+        await wait_for(lambda: proxy.count("/images/create") == 1, 60, "the pre-pull's pull")
+        await joiner.start()  # during or after the pre-pull: never a second pull
+        assert proxy.count("/images/create") == 1, proxy.requests
+        await wait_for(
+            lambda: any(
+                "pre-pull 2/2" in r.getMessage() and "ready" in r.getMessage() for r in logs.records
+            ),
+            120,
+            "the pre-pull to log its end",
+        )
+        messages = [r.getMessage() for r in logs.records if "pre-pull" in r.getMessage()]
+        assert any(
+            f"pre-pull 1/2: image '{TINY_IMAGE}': already on the engine" in m for m in messages
+        ), messages
+    finally:
+        await joiner.stop()
+        forget(image)
+
+
+def test_pre_pull_is_off_by_default_and_never_for_never() -> None:
+    assert make_spawner().pre_pull is False
+    s = make_spawner(pre_pull=True, pull_policy="never", pre_pull_images=["a:1", "a:1"])
+    assert s.pre_pull_list() == [TINY_IMAGE, "a:1"]
+    assert asyncio.run(s.start_pre_pull()) is False

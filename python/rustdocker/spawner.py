@@ -9,6 +9,7 @@ underneath.
 | `imagechoice.py` | `image`, `allowed_images`, the spawn form, `pull_policy` |
 | `profiles.py` | `profile_list`: profiles and their options, applied for one start |
 | `progress.py` | `progress()`: what the spawn page shows while a server starts |
+| `prepull.py` | `pre_pull`: the images users may choose, pulled when the hub starts |
 | `naming.py` | the template namespace, container names, labels, the container in state |
 | `volumes.py` | `volumes`, `read_only_volumes`, `mounts`, certificates, volume names in state |
 | `servers.py` | servers among each other: name conflicts, `rename()`, `delete_forever()` |
@@ -39,14 +40,14 @@ from .container import ContainerSettings
 from .deprecated import DeprecatedSettings
 from .imagechoice import maybe_await
 from .loopshare import _loop_share
-from .profiles import Profiles
+from .prepull import PrePull, schedule_at_hub_start
 from .progress import Progress
 from .servers import Servers
 
 _T = TypeVar("_T")
 
 
-class DockerSpawner(Profiles, Progress, Servers, ContainerSettings, DeprecatedSettings, Spawner):
+class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSettings, Spawner):
     """A JupyterHub spawner that runs each user's server in a Docker container.
 
     A drop-in replacement for ``dockerspawner.DockerSpawner``: it reads the same
@@ -375,3 +376,7 @@ class DockerSpawner(Profiles, Progress, Servers, ContainerSettings, DeprecatedSe
         if status.running:
             return None
         return int(status.exit_code)
+
+
+# A hub importing this module while it starts: its pre-pull, if configured (see prepull.py).
+schedule_at_hub_start(DockerSpawner)

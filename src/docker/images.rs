@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use super::progress::{self, PullEnd, PullState, Role, StartProgress};
 use super::Engine;
 use crate::errors::{CoreError, CoreResult};
+use crate::log;
 
 /// Splits an image reference into the `fromImage` and `tag` the pull endpoint takes.
 /// A port in the registry host (`host:5000/img`) is not a tag; a digest is pulled as is.
@@ -106,6 +107,52 @@ impl Engine {
         }
     }
 
+    /// Pulls `images` one at a time, in the background of the hub (the pre-pull), writing its
+    /// progress to the hub's log every `LOG_EVERY`. Starts that need one of them meanwhile
+    /// join its pull. Errors are logged, never raised: the pre-pull is a courtesy.
+    /// Images the engine has already are skipped unless `always` (`pull_policy = "always"`).
+    pub async fn pre_pull(&self, images: Vec<String>, stall: Duration, always: bool) {
+        let count = images.len();
+        for (index, image) in images.iter().enumerate() {
+            let which = format!("pre-pull {}/{count}: image '{image}'", index + 1);
+            if !always && self.docker().inspect_image(image).await.is_ok() {
+                log::emit(log::INFO, &format!("{which}: already on the engine"));
+                continue;
+            }
+            log::emit(log::INFO, &format!("{which}: pulling"));
+            let started = Instant::now();
+            let pull = self.pull_image_watched(image, stall, &|| false, None);
+            tokio::pin!(pull);
+            let mut ticker = tokio::time::interval(LOG_EVERY);
+            ticker.tick().await; // the first tick is immediate
+            let result = loop {
+                tokio::select! {
+                    result = &mut pull => break result,
+                    _ = ticker.tick() => {
+                        if let Some(state) = progress::pull_in_flight(self.host(), image) {
+                            let s = state.snapshot();
+                            log::emit(log::INFO, &format!(
+                                "{which}: {} of {} MB downloaded, {} MB extracted, {} of {} layers done",
+                                s.downloaded / 1_000_000,
+                                s.total / 1_000_000,
+                                s.extracted / 1_000_000,
+                                s.layers_done,
+                                s.layers
+                            ));
+                        }
+                    }
+                }
+            };
+            match result {
+                Ok(()) => log::emit(
+                    log::INFO,
+                    &format!("{which}: ready after {} s", started.elapsed().as_secs()),
+                ),
+                Err(e) => log::emit(log::WARNING, &format!("{which}: {e}")),
+            }
+        }
+    }
+
     /// One pull request to the engine, its stream recorded in `state`.
     async fn pull_stream(
         &self,
@@ -163,6 +210,9 @@ impl Engine {
         }
     }
 }
+
+/// How often the pre-pull writes its progress to the hub's log.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How often a pull checks whether its caller is still there.
 const WATCH_INTERVAL: Duration = Duration::from_millis(200);

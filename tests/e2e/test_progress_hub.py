@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from registry import Registry, Throttle  # bench/, on the path through tests/conftest.py
 
 from .browser import Steps, wait_for_lab
 from .hub import (
@@ -29,13 +29,12 @@ from .hub import (
     missing_prerequisites,
     remove_labelled,
     require,
+    wait_until,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from registry import Registry
 
 BIG_MIB = 320
 BIG_LAYERS = 4
+PULL_RATE = 8e6  # per connection; the engine fetches 3 layers at a time
 HUB_ID = f"rustdocker-e2e-progress-{uuid.uuid4().hex[:8]}"
 
 
@@ -47,19 +46,25 @@ def big_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         require(["Debian's docker-registry (apt-get install docker-registry)"])
     registry = Registry(tmp_path_factory.mktemp("progress-registry"))
     registry.start()
+    throttle = None
     image = ""
     try:
-        image = registry.push_big(
+        pushed = registry.push_big(
             f"rustdocker-e2e/big-{uuid.uuid4().hex[:8]}",
             IMAGE,
             BIG_MIB,
             BIG_LAYERS,
             {LABEL_HUB: HUB_ID},
         )
+        # Pulled through a relay sending PULL_RATE bytes/s: long enough to watch the bar move.
+        throttle = Throttle(registry.port, PULL_RATE)
+        image = pushed.replace(registry.host, throttle.host, 1)
         yield image
     finally:
         if image:
             docker("rmi", "-f", image, check=False)
+        if throttle is not None:
+            throttle.close()
         registry.stop()
 
 
@@ -83,7 +88,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory, big_image: str) -> Iterator[Hu
 
 
 def progress_events(hub: Hub, user: str) -> list[dict[str, Any]]:
-    """The progress stream of `user`'s pending start, read to its end."""
+    """The progress stream of `user`'s pending start, read to its end: opened as soon as the
+    hub says the start is pending (the start's POST answers only after `slow_spawn_timeout`)."""
+    wait_until(
+        lambda: hub.servers(user).get("", {}).get("pending") == "spawn", 60, "a pending spawn"
+    )
     events = []
     with hub.api("GET", f"/users/{user}/server/progress", stream=True, timeout=600) as r:
         assert r.status_code == 200, r.text
@@ -95,8 +104,10 @@ def progress_events(hub: Hub, user: str) -> list[dict[str, Any]]:
 
 def test_rest_progress_stream_of_a_pull(hub: Hub, user: str, big_image: str) -> None:
     docker("rmi", "-f", big_image, check=False)  # pulled anew
-    hub.request_start(user)
-    events = progress_events(hub, user)
+    with ThreadPoolExecutor(1) as pool:
+        started = pool.submit(hub.request_start, user)
+        events = progress_events(hub, user)
+        started.result()
     progress = [e["progress"] for e in events if "progress" in e]
     assert progress == sorted(progress), events
     pulling = [e for e in events if e.get("message", "").startswith(f"Pulling image {big_image}:")]
@@ -128,7 +139,7 @@ def test_spawn_page_shows_the_pull(hub: Hub, user: str, big_image: str, steps: S
             const bar = document.querySelector('#progress-bar');
             const msg = document.querySelector('#progress-message');
             const at = bar ? Number(bar.getAttribute('aria-valuenow')) : 0;
-            return msg && msg.textContent.startsWith('Pulling image') &&
+            return msg && /^(Pulling|Extracting) image/.test(msg.textContent) &&
                    msg.textContent.includes(' of ') && at > 15 && at < 75;
         }""",
         timeout=300_000,
@@ -141,3 +152,35 @@ def test_spawn_page_shows_the_pull(hub: Hub, user: str, big_image: str, steps: S
     (keep / "spawn-pending-pull.txt").write_text(message + "\n")
     assert "MB" in message, message
     wait_for_lab(page, user)
+
+
+def test_pre_pull_when_the_hub_starts(
+    tmp_path_factory: pytest.TempPathFactory, big_image: str
+) -> None:
+    """`pre_pull = True`: the hub, once started, pulls the images users may choose."""
+    docker("rmi", "-f", big_image, check=False)
+    hub_id = f"{HUB_ID}-pre"
+    h = Hub(
+        tmp_path_factory.mktemp("e2e-pre-pull"),
+        hub_id,
+        token=secrets.token_hex(16),
+        password=secrets.token_urlsafe(12),
+        extra_config=(
+            "c.DockerSpawner.pre_pull = True\n"
+            f"c.DockerSpawner.allowed_images = {{'base': {IMAGE!r}, 'big': {big_image!r}}}\n"
+        ),
+    )
+    try:
+        h.start()
+        wait_until(
+            lambda: f"pre-pull 2/2: image '{big_image}': ready" in h.log_tail(400),
+            300,
+            "the pre-pull to finish",
+        )
+        assert docker("image", "inspect", big_image, check=False).returncode == 0
+        log = h.log_tail(400)
+        assert f"pre-pull 1/2: image '{IMAGE}': already on the engine" in log
+        assert f"pre-pull 2/2: image '{big_image}': pulling" in log
+    finally:
+        h.stop()
+        remove_labelled(hub_id)
