@@ -25,7 +25,8 @@ use crate::docker::volumes::StageFiles;
 use crate::docker::{client_timeout, progress, Engine, TlsFiles};
 use crate::errors::{CoreError, CoreResult};
 use crate::spec::{
-    binds_from_entries, engine_mounts as spec_engine_mounts, ContainerSpec, VolumeEntry,
+    binds_from_entries, engine_mounts as spec_engine_mounts, ContainerSpec, RegistryAuth,
+    VolumeEntry,
 };
 use crate::swarm::SwarmExtras;
 use crate::{memory, template};
@@ -560,8 +561,22 @@ impl PyDockerClient {
     /// hub's log; starts needing one of them meanwhile join its pull. Returns at once: False
     /// when a pre-pull is already running in this process (nothing new is started).
     /// Images the engine has are skipped unless `always`.
-    fn pre_pull(&self, images: Vec<String>, stall_timeout: f64, always: bool) -> PyResult<bool> {
+    /// `credentials_json`: `{registry: {username, password} | {identitytoken}}`.
+    fn pre_pull(
+        &self,
+        images: Vec<String>,
+        stall_timeout: f64,
+        always: bool,
+        credentials_json: &str,
+    ) -> PyResult<bool> {
         guard("DockerClient.pre_pull", || {
+            let credentials: BTreeMap<String, RegistryAuth> =
+                // The parser's message could quote a secret: not shown.
+                serde_json::from_str(credentials_json).map_err(|_| {
+                    PyErr::from(CoreError::InvalidSpec(
+                        "pre_pull: the registry credentials are not {registry: {username, password} | {identitytoken}}".to_owned(),
+                    ))
+                })?;
             let stall = Duration::try_from_secs_f64(stall_timeout).map_err(|_| {
                 PyErr::from(CoreError::InvalidSpec(format!(
                     "pre_pull: stall timeout {stall_timeout} is not allowed: use a positive number of seconds"
@@ -573,7 +588,7 @@ impl PyDockerClient {
             let engine = self.engine.clone();
             pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
                 let _ = guarded("DockerClient.pre_pull", async {
-                    engine.pre_pull(images, stall, always).await;
+                    engine.pre_pull(images, stall, always, credentials).await;
                     Ok::<(), CoreError>(())
                 })
                 .await;

@@ -106,6 +106,67 @@ impl PullPolicy {
     }
 }
 
+/// A registry's credentials: a user name and a password (or access token), or an identity
+/// token. Never shown: its `Debug` hides the secrets, and `ContainerSpec::redact` removes them
+/// from any message.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuth {
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password or access token.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// OAuth identity (refresh) token, instead of a user name and password.
+    #[serde(default)]
+    pub identitytoken: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field(
+                "identitytoken",
+                &self.identitytoken.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+impl RegistryAuth {
+    /// The credentials as the engine takes them (`X-Registry-Auth`) for `registry`.
+    #[must_use]
+    pub fn credentials(&self, registry: &str) -> bollard::auth::DockerCredentials {
+        bollard::auth::DockerCredentials {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            identitytoken: self.identitytoken.clone(),
+            serveraddress: Some(registry.to_owned()),
+            ..Default::default()
+        }
+    }
+
+    fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.password
+            .iter()
+            .chain(self.identitytoken.iter())
+            .map(String::as_str)
+    }
+}
+
+/// The credentials in `map` for the registry `image` is pulled from, if any.
+#[must_use]
+pub fn credentials_for(
+    map: &BTreeMap<String, RegistryAuth>,
+    image: &str,
+) -> Option<bollard::auth::DockerCredentials> {
+    let registry = crate::docker::images::registry_of(image);
+    map.get(registry).map(|auth| auth.credentials(registry))
+}
+
 /// Everything `start` needs, as built by the Python spawner from its traits.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,6 +185,10 @@ pub struct ContainerSpec {
     /// Seconds a pull may bring nothing before it fails as stalled (`pull_stall_timeout`).
     #[serde(default)]
     pub pull_stall_timeout: Option<f64>,
+    /// Credentials per registry host (`registry_credentials`, resolved by Python); the pull
+    /// sends those of the image's registry.
+    #[serde(default)]
+    pub registry_credentials: BTreeMap<String, RegistryAuth>,
     /// Command; `None` means the image's own `Cmd`.
     #[serde(default)]
     pub cmd: Option<Vec<String>>,
@@ -294,6 +359,13 @@ impl ContainerSpec {
                 .filter_map(Value::as_object)
                 .flat_map(|options| options.values())
                 .filter_map(Value::as_str)
+                .filter(|v| v.len() >= 4),
+        );
+        // Registry passwords and tokens, which no message may show.
+        secrets.extend(
+            self.registry_credentials
+                .values()
+                .flat_map(RegistryAuth::secrets)
                 .filter(|v| v.len() >= 4),
         );
         // Longest first, so a secret that contains another is replaced whole.

@@ -219,10 +219,13 @@ class DockerClient:
         after the await returned it, or abandoned (the await was cancelled), which undoes the
         start. A result not claimed within a minute is undone too. Whether this call decided
         it: False for a claim that came too late (the start is being undone)."""
-    def pre_pull(self, images: list[str], stall_timeout: float, always: bool) -> bool:
+    def pre_pull(
+        self, images: list[str], stall_timeout: float, always: bool, credentials_json: str
+    ) -> bool:
         """Pull `images` one at a time in the background, progress in the hub's log; starts
         needing one of them meanwhile join its pull. Images the engine has are skipped unless
-        `always`. Returns at once: False when a pre-pull is already running in this process."""
+        `always`; `credentials_json` is `{registry: {username, password} | {identitytoken}}`.
+        Returns at once: False when a pre-pull is already running in this process."""
     def start_progress(self, ticket: str) -> str | None:
         """What the start with `ticket` is doing now, as JSON: `phase` (`queued`, `volumes`,
         `create`, `pull`, `start`, `task`), `phase_seconds`, `detail` (a swarm task's state),

@@ -99,6 +99,70 @@ def image_from_form(form_data: dict[str, Any]) -> dict[str, Any]:
     return {"image": image} if image else {}
 
 
+DOCKER_HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+CREDENTIAL_KEYS = ({"username", "password"}, {"identitytoken"}, {"config"})
+
+
+def registry_host(name: str) -> str:
+    """A registry as images name it: no scheme or path; Docker Hub's names are `docker.io`."""
+    host = name.split("://", 1)[-1].split("/", 1)[0]
+    return "docker.io" if host in DOCKER_HUB_NAMES else host
+
+
+def check_credentials_entry(setting: str, registry: Any, entry: Any) -> None:
+    """One `registry_credentials` entry; `TraitError` names the registry and the keys, never
+    a value."""
+    if not isinstance(registry, str) or not registry:
+        raise TraitError(f"{setting}: registry names must be non-empty strings, not {registry!r}")
+    keys = set(entry) if isinstance(entry, Mapping) else None
+    if keys not in CREDENTIAL_KEYS or not all(isinstance(v, str) and v for v in entry.values()):
+        shown = sorted(map(str, keys)) if keys is not None else type(entry).__name__
+        raise TraitError(
+            f"{setting}[{registry!r}] has {shown}: use non-empty strings for either "
+            "username and password, or identitytoken, or config (the path of a config.json)"
+        )
+
+
+def read_docker_config(setting: str, path: str, only: str | None) -> dict[str, dict[str, str]]:
+    """The credentials in a Docker client `config.json` (`auths`: base64 `auth` of
+    `user:password`, or `identitytoken`), by registry host; only `only` when given. An entry
+    that needs a credential helper is an error naming the registry."""
+    import base64
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except OSError as e:
+        raise TraitError(f"{setting}: cannot read {path}: {e.strerror}") from None
+    except ValueError:
+        raise TraitError(f"{setting}: {path} is not a JSON Docker client configuration") from None
+    auths = config.get("auths") if isinstance(config, Mapping) else None
+    out: dict[str, dict[str, str]] = {}
+    for name, entry in (auths or {}).items():
+        host = registry_host(str(name))
+        if only is not None and host != only or not isinstance(entry, Mapping):
+            continue
+        if entry.get("identitytoken"):
+            out[host] = {"identitytoken": str(entry["identitytoken"])}
+            continue
+        try:
+            user, _, password = base64.b64decode(entry.get("auth", "")).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            user = password = ""
+        if user and password:
+            out[host] = {"username": user, "password": password}
+    helpers = dict(config.get("credHelpers") or {}) if isinstance(config, Mapping) else {}
+    wanted = [only] if only is not None else []
+    for host in wanted + [h for h in map(registry_host, helpers) if only is None]:
+        if host not in out and (host in map(registry_host, helpers) or config.get("credsStore")):
+            raise TraitError(
+                f"{setting}: {path} keeps the credentials of registry {host} in a credential "
+                "helper, which rustdocker does not run: give them in registry_credentials"
+            )
+    return out
+
+
 def refusal(message: str, *, reason: str, status_code: int = 400) -> web.HTTPError:
     """The exception that refuses a request: JupyterHub 6's `SpawnException` (shown to the user,
     logged without a traceback), else a `tornado.web.HTTPError` with the same status and message."""
@@ -315,6 +379,69 @@ class ImageChoice(SpawnerPart):
         Example: `c.DockerSpawner.pull_policy = "always"`
         """,
     ).tag(config=True)
+
+    registry_credentials = Union(
+        [Unicode(), Dict()],
+        default_value={},
+        help="""Credentials for private registries, sent with pulls as the engine expects them
+        (no `docker login` on the Docker host needed).
+
+        A dict `{registry: credentials}`, the registry as in the image's name
+        (`registry.example.org`, `127.0.0.1:5000`; `docker.io` for Docker Hub), each either
+        `{"username": ..., "password": ...}` (a password or an access token),
+        `{"identitytoken": ...}`, or `{"config": "/path/to/config.json"}` (that registry's entry
+        in a Docker client configuration, as `docker login` writes it); or the path of such a
+        `config.json` for every registry in it. Files are read at each start, so rotated
+        credentials apply without a restart. Credential helpers (`credsStore`, `credHelpers`)
+        are not run: an entry that needs one is an error naming the registry.
+
+        Never logged, never in an error or a progress message. A pull the registry refuses
+        fails the start with the registry's own message, naming the registry.
+
+        Example::
+
+            c.DockerSpawner.registry_credentials = {
+                "registry.example.org": {"username": "robot$hub", "password": "..."},
+                "ghcr.io": {"config": "/etc/jupyterhub/docker-config.json"},
+            }
+        """,
+    ).tag(config=True)
+
+    @validate("registry_credentials")
+    def _validate_registry_credentials(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        setting = f"{type(self).__name__}.registry_credentials"
+        if isinstance(value, str):
+            if not value:
+                raise TraitError(f"{setting} = '' is not allowed: give the path of a config.json")
+            return value
+        if not isinstance(value, Mapping):
+            raise TraitError(f"{setting} is not allowed: use a dict or the path of a config.json")
+        for registry, entry in value.items():
+            check_credentials_entry(setting, registry, entry)
+        return value
+
+    def resolved_registry_credentials(self) -> dict[str, dict[str, str]]:
+        """`registry_credentials` as the core takes them: `{registry: {username, password} |
+        {identitytoken}}`, config files read now. `TraitError` names the setting, the registry
+        and the file, never a secret."""
+        setting = f"{type(self).__name__}.registry_credentials"
+        value = self.registry_credentials
+        if isinstance(value, str):
+            return read_docker_config(setting, value, None)
+        out: dict[str, dict[str, str]] = {}
+        for registry, entry in value.items():
+            host = registry_host(registry)
+            if "config" in entry:
+                found = read_docker_config(setting, entry["config"], host)
+                if host not in found:
+                    raise TraitError(
+                        f"{setting}: {entry['config']} has no credentials for registry {host}"
+                    )
+                out[host] = found[host]
+            else:
+                out[host] = {k: v for k, v in entry.items() if v}
+        return out
 
     pull_stall_timeout = Float(
         120.0,

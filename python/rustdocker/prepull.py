@@ -13,6 +13,7 @@ pre-pull for once the hub is set up. A spawner made outside a hub never starts i
 from __future__ import annotations
 
 import asyncio
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -85,7 +86,8 @@ class PrePull(Profiles):
         images = self.pre_pull_list()
         client = await self.docker_client()
         always = self.pull_policy.lower() == "always"
-        started: bool = client.pre_pull(images, float(self.pull_stall_timeout), always)
+        credentials = json.dumps(self.resolved_registry_credentials())
+        started: bool = client.pre_pull(images, float(self.pull_stall_timeout), always, credentials)
         if started:
             self.log.info(
                 "pre-pull: %d images in the background: %s", len(images), ", ".join(images)

@@ -125,6 +125,7 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
             "image": self.image,
             "pull_policy": self.pull_policy.lower(),
             "pull_stall_timeout": self.pull_stall_timeout,
+            "registry_credentials": self.resolved_registry_credentials(),
             "cmd": list(cmd) if cmd else None,
             "args": list(self.get_args()),
             "env": self.limits_env(self.get_env(), limits),

@@ -19,7 +19,7 @@ use super::progress::{self, Phase, StartProgress};
 use super::{locks, Engine, HUB_LABEL, MANAGED_LABEL, MANAGED_VALUE, SERVER_LABEL, USER_LABEL};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
-use crate::spec::{ContainerSpec, PullPolicy};
+use crate::spec::{credentials_for, ContainerSpec, PullPolicy};
 
 /// What `start_server` did (the binding turns it into a `StartResult`).
 #[derive(Debug, Clone)]
@@ -386,6 +386,7 @@ impl Engine {
                 spec.pull_stall(),
                 cancelled_by_caller,
                 Some(progress),
+                credentials_for(&spec.registry_credentials, &spec.image),
             )
             .await?;
         }
@@ -499,6 +500,7 @@ impl Engine {
                             spec.pull_stall(),
                             gone,
                             Some(progress),
+                            credentials_for(&spec.registry_credentials, &spec.image),
                         )
                         .await?;
                         pulled = true;

@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
+use bollard::auth::DockerCredentials;
 use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
@@ -10,6 +13,7 @@ use super::progress::{self, PullEnd, PullState, Role, StartProgress};
 use super::Engine;
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
+use crate::spec::{credentials_for, RegistryAuth};
 
 /// Splits an image reference into the `fromImage` and `tag` the pull endpoint takes.
 /// A port in the registry host (`host:5000/img`) is not a tag; a digest is pulled as is.
@@ -42,7 +46,7 @@ impl Engine {
     /// Pulls `image`, consuming the progress stream; an error reported inside the stream (which
     /// the engine sends with status 200) fails the pull with the engine's message.
     pub async fn pull_image(&self, image: &str) -> CoreResult<()> {
-        self.pull_image_watched(image, DEFAULT_PULL_STALL, &|| false, None)
+        self.pull_image_watched(image, DEFAULT_PULL_STALL, &|| false, None, None)
             .await
     }
 
@@ -59,6 +63,7 @@ impl Engine {
         stall: Duration,
         gone: &(dyn Fn() -> bool + Send + Sync),
         progress: Option<&StartProgress>,
+        credentials: Option<DockerCredentials>,
     ) -> CoreResult<()> {
         let action = || format!("pull image '{image}'");
         let cancelled = || CoreError::Request {
@@ -71,7 +76,9 @@ impl Engine {
                     if let Some(p) = progress {
                         p.pulling(lead.state(), false);
                     }
-                    let result = self.pull_stream(image, stall, gone, lead.state()).await;
+                    let result = self
+                        .pull_stream(image, stall, gone, lead.state(), credentials.clone())
+                        .await;
                     lead.end(match &result {
                         Ok(()) => PullEnd::Pulled,
                         Err(_) if gone() => PullEnd::Abandoned,
@@ -111,7 +118,13 @@ impl Engine {
     /// progress to the hub's log every `LOG_EVERY`. Starts that need one of them meanwhile
     /// join its pull. Errors are logged, never raised: the pre-pull is a courtesy.
     /// Images the engine has already are skipped unless `always` (`pull_policy = "always"`).
-    pub async fn pre_pull(&self, images: Vec<String>, stall: Duration, always: bool) {
+    pub async fn pre_pull(
+        &self,
+        images: Vec<String>,
+        stall: Duration,
+        always: bool,
+        credentials: BTreeMap<String, RegistryAuth>,
+    ) {
         let count = images.len();
         for (index, image) in images.iter().enumerate() {
             let which = format!("pre-pull {}/{count}: image '{image}'", index + 1);
@@ -121,7 +134,8 @@ impl Engine {
             }
             log::emit(log::INFO, &format!("{which}: pulling"));
             let started = Instant::now();
-            let pull = self.pull_image_watched(image, stall, &|| false, None);
+            let auth = credentials_for(&credentials, image);
+            let pull = self.pull_image_watched(image, stall, &|| false, None, auth);
             tokio::pin!(pull);
             let mut ticker = tokio::time::interval(LOG_EVERY);
             ticker.tick().await; // the first tick is immediate
@@ -160,6 +174,7 @@ impl Engine {
         stall: Duration,
         gone: &(dyn Fn() -> bool + Send + Sync),
         state: &PullState,
+        credentials: Option<DockerCredentials>,
     ) -> CoreResult<()> {
         let (from_image, tag) = split_reference(image);
         let options = CreateImageOptions {
@@ -168,7 +183,7 @@ impl Engine {
             ..Default::default()
         };
         let action = || format!("pull image '{image}'");
-        let mut stream = self.docker().create_image(Some(options), None, None);
+        let mut stream = self.docker().create_image(Some(options), None, credentials);
         let mut last_progress = Instant::now();
         loop {
             // `next()` is cancel-safe: a timed-out wait loses nothing of the stream.
