@@ -141,7 +141,7 @@ def read_docker_config(setting: str, path: str, only: str | None) -> dict[str, d
     out: dict[str, dict[str, str]] = {}
     for name, entry in (auths or {}).items():
         host = registry_host(str(name))
-        if only is not None and host != only or not isinstance(entry, Mapping):
+        if (only is not None and host != only) or not isinstance(entry, Mapping):
             continue
         if entry.get("identitytoken"):
             out[host] = {"identitytoken": str(entry["identitytoken"])}
