@@ -4,6 +4,7 @@ pub mod cache;
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod leftovers;
 pub mod locks;
 pub mod services;
 pub mod volumes;
@@ -69,6 +70,7 @@ pub struct Engine {
     docker: Docker,
     host: String,
     cache: Arc<cache::StateCache>,
+    leftovers: Arc<leftovers::Leftovers>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -165,6 +167,7 @@ impl Engine {
             docker,
             host,
             cache: Arc::default(),
+            leftovers: Arc::default(),
         };
         engine.start_cache();
         Ok(engine)
