@@ -2,7 +2,7 @@
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 PY := .venv/bin/python
 
-.PHONY: setup dev lint test test-fast test-e2e wheel run bench fuzz
+.PHONY: setup dev lint test test-fast test-e2e test-faults wheel run bench fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -28,6 +28,11 @@ test-fast:
 test-e2e:
 	bash scripts/setup-e2e.sh
 	$(PY) -m pytest tests/e2e -q
+
+# Faults under a real hub, on a Docker engine of the suite's own (about 13 minutes; root).
+test-faults:
+	bash scripts/setup-e2e.sh
+	$(PY) -m pytest tests/faults -q
 
 wheel:
 	.venv/bin/maturin build --release -o dist

@@ -5,12 +5,8 @@ a missing or wrong one is refused with an error that says so)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +16,7 @@ from traitlets import TraitError
 import rustdocker
 from rustdocker import _core
 
+import dockerd
 from conftest import docker, make_spawner, skip_or_fail
 
 
@@ -77,18 +74,15 @@ def make_cert(d: Path, ca: str, name: str, ext: str) -> None:
             "-out", f"{name}.pem", cwd=d)  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def tls_engine(
     tiny_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path]]:
-    if shutil.which("dockerd") is None or shutil.which("openssl") is None:
-        skip_or_fail("dockerd and openssl are needed")
+) -> Iterator[tuple[str, Path, str]]:
+    """A second dockerd (tests/dockerd.py) on 127.0.0.1 with `--tlsverify`: (host, the
+    certificates' directory, the address prefix of its network `rdtls`)."""
+    problem = dockerd.missing() or (shutil.which("openssl") is None and "openssl is needed")
+    if problem:
+        skip_or_fail(problem)
     d = tmp_path_factory.mktemp("tls")
     make_ca(d, "ca")
     make_ca(d, "rogue-ca")
@@ -96,30 +90,6 @@ def tls_engine(
               "extendedKeyUsage=serverAuth\n")  # fmt: skip
     make_cert(d, "ca", "client", "extendedKeyUsage=clientAuth\n")
     make_cert(d, "rogue-ca", "rogue", "extendedKeyUsage=clientAuth\n")
-    port = free_port()
-    host = f"tcp://127.0.0.1:{port}"
-    root = Path(f"/var/lib/rustdocker-test-tls-{port}")
-    run = Path(f"/run/rustdocker-test-tls-{port}")
-    # A default bridge of its own: `--bridge=none` would make this dockerd delete docker0, the
-    # main engine's bridge, at start-up.
-    bridge = f"rdtls{port % 10000}"
-    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
-    subprocess.run(["ip", "addr", "add", "10.213.78.1/24", "dev", bridge], check=True)
-    subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
-    log = open(d / "dockerd.log", "w")  # noqa: SIM115 - open for the daemon's lifetime
-    daemon = subprocess.Popen(
-        ["dockerd", "--tlsverify", f"--tlscacert={d / 'ca.pem'}",
-         f"--tlscert={d / 'server.pem'}", f"--tlskey={d / 'server-key.pem'}",
-         f"--host={host}", f"--data-root={root}", f"--exec-root={run}",
-         f"--pidfile={run}.pid", f"--bridge={bridge}", "--iptables=false", "--ip-masq=false"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    tls_env = {
-        **os.environ,
-        "DOCKER_HOST": host,
-        "DOCKER_TLS_VERIFY": "1",
-        "DOCKER_CERT_PATH": str(d / "certs"),
-    }
     (d / "certs").mkdir()
     for src, dst in (
         ("ca.pem", "ca.pem"),
@@ -127,39 +97,22 @@ def tls_engine(
         ("client-key.pem", "key.pem"),
     ):
         shutil.copy(d / src, d / "certs" / dst)
+    engine = dockerd.Dockerd(d, tls_dir=d)
     try:
-        deadline = time.monotonic() + 60
-        while subprocess.run(["docker", "info"], env=tls_env, capture_output=True).returncode:
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"TLS dockerd did not start: {(d / 'dockerd.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-        # The tiny image, copied over from the main engine.
-        save = subprocess.Popen(["docker", "save", tiny_image], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "load", "-q"], stdin=save.stdout, env=tls_env, check=True,
-                       capture_output=True)  # fmt: skip
-        save.wait()
-        # A network of its own on an address range nothing else here uses.
-        subprocess.run(["docker", "network", "create", "--subnet", "10.213.77.0/24", "rdtls"],
-                       env=tls_env, check=True, capture_output=True)  # fmt: skip
-        yield host, d
+        engine.start()
+        engine.load_image(tiny_image)
+        prefix = engine.create_network("rdtls")
+        assert engine.tcp_host is not None
+        yield engine.tcp_host, d, prefix
     finally:
-        subprocess.run(["docker", "rm", "-f", *subprocess.run(
-            ["docker", "ps", "-aq"], env=tls_env, capture_output=True, text=True).stdout.split()],
-            env=tls_env, capture_output=True)  # fmt: skip
-        subprocess.run(["docker", "network", "rm", "rdtls"], env=tls_env, capture_output=True)
-        daemon.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            daemon.wait(20)
-        if daemon.poll() is None:
-            daemon.kill()
-        log.close()
-        subprocess.run(["rm", "-rf", str(root), str(run)], check=False)
-        subprocess.run(["ip", "link", "del", bridge], check=False)
+        engine.close()
 
 
 @pytest.mark.docker
-async def test_right_client_certificate_spawns(tls_engine: tuple[str, Path], unique: str) -> None:
-    host, d = tls_engine
+async def test_right_client_certificate_spawns(
+    tls_engine: tuple[str, Path, str], unique: str
+) -> None:
+    host, d, prefix = tls_engine
     s = make_spawner(
         unique,
         client_kwargs={"base_url": host},
@@ -175,7 +128,7 @@ async def test_right_client_certificate_spawns(tls_engine: tuple[str, Path], uni
     assert client.api_version
     # A whole lifecycle over TLS; the engine on the other side shows it.
     ip, _port = await s.start()
-    assert ip.startswith("10.213.77.")
+    assert ip.startswith(f"{prefix}.")
     tls_docker = ["docker", "--tlsverify", f"--tlscacert={d / 'ca.pem'}",
                   f"--tlscert={d / 'client.pem'}", f"--tlskey={d / 'client-key.pem'}",
                   f"--host={host}"]  # fmt: skip
@@ -190,9 +143,9 @@ async def test_right_client_certificate_spawns(tls_engine: tuple[str, Path], uni
 
 @pytest.mark.docker
 async def test_docker_tls_verify_environment(
-    tls_engine: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, unique: str
+    tls_engine: tuple[str, Path, str], monkeypatch: pytest.MonkeyPatch, unique: str
 ) -> None:
-    host, d = tls_engine
+    host, d, _ = tls_engine
     monkeypatch.setenv("DOCKER_HOST", host)
     monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
     monkeypatch.setenv("DOCKER_CERT_PATH", str(d / "certs"))
@@ -203,16 +156,16 @@ async def test_docker_tls_verify_environment(
 
 
 @pytest.mark.docker
-async def test_missing_client_certificate_is_refused(tls_engine: tuple[str, Path]) -> None:
-    host, _ = tls_engine
+async def test_missing_client_certificate_is_refused(tls_engine: tuple[str, Path, str]) -> None:
+    host, _, _ = tls_engine
     with pytest.raises(rustdocker.DockerConnectionError) as info:
         await _core.DockerClient.connect(host, 10.0)
     assert host.removeprefix("tcp://") in str(info.value)
 
 
 @pytest.mark.docker
-async def test_wrong_client_certificate_is_refused(tls_engine: tuple[str, Path]) -> None:
-    host, d = tls_engine
+async def test_wrong_client_certificate_is_refused(tls_engine: tuple[str, Path, str]) -> None:
+    host, d, _ = tls_engine
     with pytest.raises(rustdocker.DockerConnectionError) as info:
         await _core.DockerClient.connect(
             host, 10.0, tls_ca=str(d / "ca.pem"), tls_cert=str(d / "rogue.pem"),

@@ -90,6 +90,30 @@ async def test_stop_hands_timeout_and_remove_to_the_core(fake_client: FakeClient
     assert s.get_state() == {}
 
 
+async def test_post_stop_hook_removes_a_dead_servers_container(fake_client: FakeClient) -> None:
+    """JupyterHub's User.stop calls stop() only for a server that polls running; for one that
+    died (or whose start a killed hub never saw finish) the post-stop hook removes its container,
+    by its name when the state has no id, then runs the configured hook."""
+    ran: list[str] = []
+    s = make_spawner("kim", remove=True, post_stop_hook=lambda sp: ran.append(sp.user.name))
+    s.load_state({"object_id": "abc", "object_name": "jupyter-kim"})
+    await s.run_post_stop_hook()
+    [stop] = fake_client.called("stop_server")
+    assert "abc" in stop.values() and stop["remove"] is True
+    assert ran == ["kim"]
+    fresh = make_spawner("kim", remove=True)
+    await fresh.run_post_stop_hook()
+    assert "jupyter-kim" in fake_client.called("stop_server")[1].values()
+    # After the hub's own stop(), nothing more; without `remove` the container is kept.
+    s.load_state({"object_id": "abc", "object_name": "jupyter-kim"})
+    await s.stop()
+    await s.run_post_stop_hook()
+    kept = make_spawner("kim", remove=False)
+    kept.load_state({"object_id": "abc", "object_name": "jupyter-kim"})
+    await kept.run_post_stop_hook()
+    assert len(fake_client.called("stop_server")) == 3
+
+
 @pytest.mark.parametrize(("budget", "distinct_iterations"), [(0.0, 5), (60.0, 1)])
 async def test_loop_share_spreads_simultaneous_starts(
     budget: float, distinct_iterations: int

@@ -336,6 +336,31 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
         if self.remove:
             self.object_id = ""
         self.clear_state()
+        self._stopped = True
+
+    async def run_post_stop_hook(self) -> None:
+        """JupyterHub runs this after every stop of the server, also after a server that died
+        on its own, when it does not call `stop()` (its `User.stop` stops only a server that
+        polls running). With `remove = True` the dead server's container is removed here, so the
+        engine holds no container the hub has forgotten (DockerSpawner leaves it until the next
+        start), as is the container of a start the hub was killed in the middle of. Never
+        raises: an engine that does not answer leaves it to the next start."""
+        stopped, self._stopped = self._stopped, False
+        if self.remove and not stopped:
+            # By its state's id or, after a start the hub never saw finish (it was killed),
+            # by its name: only a container labelled as this server's is touched.
+            try:
+                await self.stop()
+            except Exception as e:
+                self.log.warning(
+                    "%s: its stopped container is removed at its next start: %s",
+                    self._log_name,
+                    e,
+                )
+        await maybe_await(super().run_post_stop_hook())
+
+    # Whether `stop()` ran since the last post-stop hook.
+    _stopped = False
 
     async def poll(self) -> int | None:
         """None while the server runs, else its exit code (0 when it is gone or is not this

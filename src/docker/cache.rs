@@ -447,6 +447,8 @@ impl Engine {
                     }
                 }
                 Ok(entries) => {
+                    // The engine answers: what failed starts could not remove goes now.
+                    self.remove_leftovers();
                     let count = entries.len();
                     cache.replace_all(entries);
                     cache.stats.resyncs.fetch_add(1, Ordering::Relaxed);

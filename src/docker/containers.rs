@@ -405,6 +405,8 @@ impl Engine {
                     .and_then(|c| c.env.as_ref())
                     .and_then(|env| find_api_token(env));
                 let status = ContainerStatus::from_inspect(&found);
+                // Found and used again: no longer a leftover to remove.
+                self.taken_over(&status.id);
                 (status.id, false, api_token, status.running)
             }
         };
@@ -449,6 +451,7 @@ impl Engine {
                         "after a failed start of container '{}': {e}",
                         spec.name
                     ));
+                    self.leave_for_later(&id, &spec.name);
                 }
                 Err(with_logs(err, &spec.name, removed.is_ok(), &logs))
             }
@@ -542,9 +545,14 @@ impl Engine {
             Ok(()) => log::info(&format!(
                 "the start of container '{name}' was cancelled: {done} again"
             )),
-            Err(e) => log::warn(&format!(
-                "after a cancelled start of container '{name}': {e}"
-            )),
+            Err(e) => {
+                log::warn(&format!(
+                    "after a cancelled start of container '{name}': {e}"
+                ));
+                if outcome.created {
+                    self.leave_for_later(&outcome.id, name);
+                }
+            }
         }
     }
 

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod leftovers;
 pub mod locks;
 pub mod progress;
 pub mod services;
@@ -70,6 +71,7 @@ pub struct Engine {
     docker: Docker,
     host: String,
     cache: Arc<cache::StateCache>,
+    leftovers: Arc<leftovers::Leftovers>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -166,6 +168,7 @@ impl Engine {
             docker,
             host,
             cache: Arc::default(),
+            leftovers: Arc::default(),
         };
         engine.start_cache();
         Ok(engine)
