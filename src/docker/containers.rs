@@ -381,14 +381,8 @@ impl Engine {
             return Err(cancelled());
         }
         if spec.pull_policy == PullPolicy::Always {
-            self.pull_image_watched(
-                &spec.image,
-                spec.pull_stall(),
-                cancelled_by_caller,
-                Some(progress),
-                credentials_for(&spec.registry_credentials, &spec.image),
-            )
-            .await?;
+            self.pull_for_start(spec, cancelled_by_caller, progress)
+                .await?;
         }
         if cancelled_by_caller() {
             return Err(cancelled());
@@ -459,6 +453,25 @@ impl Engine {
         }
     }
 
+    /// Pulls the spec's image for a start: its stall limit, its registry's credentials, the
+    /// start's progress following the pull.
+    async fn pull_for_start(
+        &self,
+        spec: &ContainerSpec,
+        gone: &(dyn Fn() -> bool + Send + Sync),
+        progress: &StartProgress,
+    ) -> CoreResult<()> {
+        let credentials = credentials_for(&spec.registry_credentials, &spec.image);
+        self.pull_image_watched(
+            &spec.image,
+            spec.pull_stall(),
+            gone,
+            Some(progress),
+            credentials,
+        )
+        .await
+    }
+
     /// Creates the container, or finds the one already there. The common case (no container
     /// yet, image present) is a single create call: a name conflict or a missing image is
     /// learnt from the create's answer instead of from inspects before every spawn.
@@ -498,14 +511,7 @@ impl Engine {
                 }
                 Err(err) if is_missing_image(&err) && !pulled => match spec.pull_policy {
                     PullPolicy::Ifnotpresent => {
-                        self.pull_image_watched(
-                            &spec.image,
-                            spec.pull_stall(),
-                            gone,
-                            Some(progress),
-                            credentials_for(&spec.registry_credentials, &spec.image),
-                        )
-                        .await?;
+                        self.pull_for_start(spec, gone, progress).await?;
                         pulled = true;
                     }
                     PullPolicy::Never | PullPolicy::Skip | PullPolicy::Always => {

@@ -149,3 +149,14 @@ def wait_for_lab(page: Any, user: str) -> None:
     page.wait_for_url(f"**/user/{user}/lab**", timeout=LAB_TIMEOUT_MS)
     page.locator("#jp-main-dock-panel").wait_for(timeout=LAB_TIMEOUT_MS)
     page.locator(".jp-DirListing-content").wait_for(timeout=LAB_TIMEOUT_MS)
+
+
+def log_in(steps: Steps, hub: Hub, user: str) -> None:
+    """Logs `user` in on the hub's login page with the examples' shared password."""
+    page = steps.page
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", hub.password)
+    steps.snap("login")
+    page.click("#login_submit")
+    page.wait_for_url(lambda url: "/hub/login" not in url)

@@ -24,7 +24,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -409,3 +409,29 @@ class Hub:
             params={"type": "file", "format": "text"},
             timeout=30,
         )
+
+
+@contextlib.contextmanager
+def hub_of_its_own(
+    tmp_path_factory: pytest.TempPathFactory, name: str, extra_config: str, hub_id: str = ""
+) -> Iterator[Hub]:
+    """A hub with a configuration of its own (`extra_config` after the examples'), for a test
+    module's fixture: started, then stopped with everything carrying its label removed."""
+    require(missing_prerequisites())
+    import secrets
+    import uuid
+
+    hub_id = hub_id or f"rustdocker-e2e-{name}-{uuid.uuid4().hex[:8]}"
+    h = Hub(
+        tmp_path_factory.mktemp(f"e2e-{name}"),
+        hub_id,
+        token=secrets.token_hex(16),
+        password=secrets.token_urlsafe(12),
+        extra_config=extra_config,
+    )
+    try:
+        h.start()
+        yield h
+    finally:
+        h.stop()
+        remove_labelled(hub_id)

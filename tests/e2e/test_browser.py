@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from .browser import LAB_TIMEOUT_MS, Steps, wait_for_lab
+from .browser import LAB_TIMEOUT_MS, Steps, log_in, wait_for_lab
 from .hub import (
     NOTEBOOK_DIR,
     Hub,
@@ -39,13 +39,7 @@ def test_login_notebook_stop_start(hub: Hub, user: str, steps: Steps) -> None:
     marker = f"saved-in-the-browser-{uuid.uuid4().hex[:8]}"
     notebook = f"e2e-{uuid.uuid4().hex[:6]}.ipynb"
 
-    # Log in with the examples' shared password.
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", hub.password)
-    steps.snap("login")
-    page.click("#login_submit")
-    page.wait_for_url(lambda url: "/hub/login" not in url)
+    log_in(steps, hub, user)
 
     # Logging in asks for a start already (JupyterHub's default); the home page's button
     # leads on to the server, through the spawn-pending page, to JupyterLab.

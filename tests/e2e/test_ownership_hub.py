@@ -4,7 +4,6 @@ never reach another server's container.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Iterator
 
@@ -14,9 +13,7 @@ from .hub import (
     Hub,
     containers,
     docker,
-    missing_prerequisites,
-    remove_labelled,
-    require,
+    hub_of_its_own,
     wait_until,
 )
 
@@ -27,21 +24,8 @@ SHARED_NAME = 'c.DockerSpawner.name_template = "{prefix}-{username}"\n'
 
 @pytest.fixture(scope="module")
 def shared_name_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    require(missing_prerequisites())
-    hub_id = f"rustdocker-e2e-shared-{uuid.uuid4().hex[:8]}"
-    h = Hub(
-        tmp_path_factory.mktemp("e2e-shared-name"),
-        hub_id,
-        token=secrets.token_hex(16),
-        password=secrets.token_urlsafe(12),
-        extra_config=SHARED_NAME,
-    )
-    try:
-        h.start()
+    with hub_of_its_own(tmp_path_factory, "shared-name", SHARED_NAME) as h:
         yield h
-    finally:
-        h.stop()
-        remove_labelled(hub_id)
 
 
 def test_refused_named_server_leaves_the_default_server_running(shared_name_hub: Hub) -> None:

@@ -5,15 +5,13 @@ and what the engine shows for the container each choice made.
 
 from __future__ import annotations
 
-import secrets
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from .browser import Steps, wait_for_lab
-from .hub import Hub, containers, missing_prerequisites, remove_labelled, require
+from .browser import Steps, log_in, wait_for_lab
+from .hub import Hub, containers, hub_of_its_own
 
 PROFILES = """
 c.DockerSpawner.profile_list = [
@@ -59,21 +57,8 @@ MIB = 1024**2
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """This module's hub offers profiles (it overrides the session's `hub`, so `user` and
     `browser` use this one)."""
-    require(missing_prerequisites())
-    hub_id = f"rustdocker-e2e-profiles-{uuid.uuid4().hex[:8]}"
-    h = Hub(
-        tmp_path_factory.mktemp("e2e-profiles"),
-        hub_id,
-        token=secrets.token_hex(16),
-        password=secrets.token_urlsafe(12),
-        extra_config=PROFILES,
-    )
-    try:
-        h.start()
+    with hub_of_its_own(tmp_path_factory, "profiles", PROFILES) as h:
         yield h
-    finally:
-        h.stop()
-        remove_labelled(hub_id)
 
 
 def env_of(info: dict[str, Any]) -> dict[str, str]:
@@ -126,11 +111,7 @@ def test_profiles_through_the_rest_api(hub: Hub, user: str) -> None:
 @pytest.mark.browser
 def test_profile_chosen_in_the_browser(hub: Hub, user: str, steps: Steps) -> None:
     page = steps.page
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", hub.password)
-    page.click("#login_submit")
-    page.wait_for_url(lambda url: "/hub/login" not in url)
+    log_in(steps, hub, user)
 
     # The spawn page shows the profiles as a form; choose "Large", 1 GB and a project.
     page.goto(f"{hub.url}/hub/spawn")

@@ -9,7 +9,6 @@ The spawn page's screenshot with the bar part-way is kept as tests/artifacts/pro
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -19,15 +18,15 @@ from typing import Any
 import pytest
 from registry import Registry, Throttle  # bench/, on the path through tests/conftest.py
 
-from .browser import Steps, wait_for_lab
+from .browser import Steps, log_in, wait_for_lab
 from .hub import (
     ARTIFACTS,
     IMAGE,
     LABEL_HUB,
     Hub,
     docker,
+    hub_of_its_own,
     missing_prerequisites,
-    remove_labelled,
     require,
     wait_until,
 )
@@ -72,23 +71,13 @@ def big_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def hub(tmp_path_factory: pytest.TempPathFactory, big_image: str) -> Iterator[Hub]:
     """This module's hub runs the big image (it overrides the session's `hub`, so `user` and
     `browser` use this one)."""
-    h = Hub(
-        tmp_path_factory.mktemp("e2e-progress"),
-        HUB_ID,
-        token=secrets.token_hex(16),
-        password=secrets.token_urlsafe(12),
-        # A pull of a few hundred MB takes longer than the examples' start_timeout allows.
-        extra_config=(
-            f"c.DockerSpawner.image = {big_image!r}\n"
-            "c.Spawner.start_timeout = 600\nc.Spawner.http_timeout = 120\n"
-        ),
+    # A pull of a few hundred MB takes longer than the examples' start_timeout allows.
+    config = (
+        f"c.DockerSpawner.image = {big_image!r}\n"
+        "c.Spawner.start_timeout = 600\nc.Spawner.http_timeout = 120\n"
     )
-    try:
-        h.start()
+    with hub_of_its_own(tmp_path_factory, "progress", config, hub_id=HUB_ID) as h:
         yield h
-    finally:
-        h.stop()
-        remove_labelled(HUB_ID)
 
 
 def progress_events(hub: Hub, user: str) -> list[dict[str, Any]]:
@@ -130,11 +119,7 @@ def test_rest_progress_stream_of_a_pull(hub: Hub, user: str, big_image: str) -> 
 def test_spawn_page_shows_the_pull(hub: Hub, user: str, big_image: str, steps: Steps) -> None:
     docker("rmi", "-f", big_image, check=False)
     page = steps.page
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", hub.password)
-    page.click("#login_submit")
-    page.wait_for_url(lambda url: "/hub/login" not in url)
+    log_in(steps, hub, user)
     page.goto(f"{hub.url}/hub/spawn")
 
     # Part-way through the pull: the bar between the pull's ends, the message counting bytes.
@@ -163,19 +148,11 @@ def test_pre_pull_when_the_hub_starts(
 ) -> None:
     """`pre_pull = True`: the hub, once started, pulls the images users may choose."""
     docker("rmi", "-f", big_image, check=False)
-    hub_id = f"{HUB_ID}-pre"
-    h = Hub(
-        tmp_path_factory.mktemp("e2e-pre-pull"),
-        hub_id,
-        token=secrets.token_hex(16),
-        password=secrets.token_urlsafe(12),
-        extra_config=(
-            "c.DockerSpawner.pre_pull = True\n"
-            f"c.DockerSpawner.allowed_images = {{'base': {IMAGE!r}, 'big': {big_image!r}}}\n"
-        ),
+    config = (
+        "c.DockerSpawner.pre_pull = True\n"
+        f"c.DockerSpawner.allowed_images = {{'base': {IMAGE!r}, 'big': {big_image!r}}}\n"
     )
-    try:
-        h.start()
+    with hub_of_its_own(tmp_path_factory, "pre-pull", config, hub_id=f"{HUB_ID}-pre") as h:
         wait_until(
             lambda: f"pre-pull 2/2: image '{big_image}': ready" in h.log_tail(400),
             300,
@@ -185,6 +162,3 @@ def test_pre_pull_when_the_hub_starts(
         log = h.log_tail(400)
         assert f"pre-pull 1/2: image '{IMAGE}': already on the engine" in log
         assert f"pre-pull 2/2: image '{big_image}': pulling" in log
-    finally:
-        h.stop()
-        remove_labelled(hub_id)
