@@ -1,7 +1,7 @@
 //! Swarm services, for SwarmSpawner: one service (one task) per server.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::models::{TaskState, TaskStatus};
 use bollard::query_parameters::ListTasksOptions;
@@ -10,6 +10,7 @@ use super::containers::{owned, Owner};
 use super::{locks, Engine};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
+use crate::metrics::{self, timed, Phase, Verb};
 use crate::spec::ContainerSpec;
 use crate::swarm::{service_spec, SwarmExtras};
 
@@ -57,9 +58,7 @@ impl Engine {
                 vec![name.to_owned()],
             )])),
         };
-        let mut tasks = self
-            .docker()
-            .list_tasks(Some(options))
+        let mut tasks = timed(Verb::ListTasks, self.docker().list_tasks(Some(options)))
             .await
             .map_err(|e| self.err(format!("list the tasks of service '{name}'"), e))?;
         // Newest first: a restarted service has older, finished tasks too.
@@ -69,7 +68,7 @@ impl Engine {
 
     /// Removes a service; a missing one is fine.
     pub async fn remove_service(&self, name: &str) -> CoreResult<()> {
-        match self.docker().delete_service(name).await {
+        match timed(Verb::RemoveService, self.docker().delete_service(name)).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = self.err(format!("remove service '{name}'"), e);
@@ -85,7 +84,12 @@ impl Engine {
     /// Who the service `name` was made for: None when it does not exist, `Some(None)` when it
     /// carries no rustdocker labels.
     pub async fn service_owner(&self, name: &str) -> CoreResult<Option<Option<Owner>>> {
-        match self.docker().inspect_service(name, None).await {
+        match timed(
+            Verb::InspectService,
+            self.docker().inspect_service(name, None),
+        )
+        .await
+        {
             Ok(service) => {
                 Ok(Some(service.spec.and_then(|s| s.labels).and_then(
                     |labels| Owner::from_labels(|key| labels.get(key)),
@@ -127,7 +131,12 @@ impl Engine {
 
     /// The state of a service's newest task; `None` when the service does not exist.
     pub async fn service_status(&self, name: &str) -> CoreResult<Option<ServiceStatus>> {
-        if let Err(e) = self.docker().inspect_service(name, None).await {
+        if let Err(e) = timed(
+            Verb::InspectService,
+            self.docker().inspect_service(name, None),
+        )
+        .await
+        {
             let err = self.err(format!("inspect service '{name}'"), e);
             return if err.is_not_found() {
                 Ok(None)
@@ -208,12 +217,20 @@ impl Engine {
             &swarm.volume_driver_options,
         )))?;
         self.remove_service(&spec.name).await?;
+        let making_volumes = Instant::now();
         self.ensure_volumes(&volumes, &spec.volume_labels).await?;
+        metrics::observe_phase(Phase::Volumes, making_volumes.elapsed());
         let action = format!("create service '{}'", spec.name);
+        let creating = Instant::now();
         // A service of that name may still be going away: retry a conflict briefly.
         let mut created = None;
         for attempt in 0..20 {
-            match self.docker().create_service(service.clone(), None).await {
+            match timed(
+                Verb::CreateService,
+                self.docker().create_service(service.clone(), None),
+            )
+            .await
+            {
                 Ok(response) => {
                     created = Some(response);
                     break;
@@ -227,8 +244,13 @@ impl Engine {
                 }
             }
         }
+        metrics::observe_phase(Phase::Create, creating.elapsed());
         let id = created.and_then(|c| c.id).unwrap_or_default();
+        let starting = Instant::now();
         let outcome = self.wait_for_task(spec, &id, caller_gone).await;
+        if outcome.is_ok() {
+            metrics::observe_phase(Phase::Start, starting.elapsed());
+        }
         if outcome.is_err() {
             // Leave nothing half-done: remove the service this call created, by its id (never
             // by a name another hub may have taken meanwhile).
@@ -283,11 +305,12 @@ impl Engine {
             // Swarm's DNS resolves the service name on its networks.
             (spec.name.clone(), spec.port)
         } else {
-            let inspect = self
-                .docker()
-                .inspect_service(&spec.name, None)
-                .await
-                .map_err(|e| self.err(format!("inspect service '{}'", spec.name), e))?;
+            let inspect = timed(
+                Verb::InspectService,
+                self.docker().inspect_service(&spec.name, None),
+            )
+            .await
+            .map_err(|e| self.err(format!("inspect service '{}'", spec.name), e))?;
             let published = inspect
                 .endpoint
                 .and_then(|e| e.ports)
