@@ -33,6 +33,7 @@ __all__ = [
     "format_template_lenient",
     "imagename",
     "memory_bytes",
+    "metrics_snapshot",
     "parse_byte_specification",
     "parse_docker_bytes",
     "set_logger",
