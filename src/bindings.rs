@@ -633,6 +633,16 @@ impl PyDockerClient {
     }
 }
 
+/// The core's metrics as JSON: Engine API calls by verb (count, errors by kind, latency
+/// histogram), spawn phases, pulls, the events cache, and the containers of the hubs `hub_ids`
+/// in the caches by state. Read at each Prometheus scrape by `rustdocker.metrics`.
+#[pyfunction]
+pub fn metrics_snapshot(hub_ids: Vec<String>) -> CoreResult<String> {
+    guard("metrics_snapshot", || {
+        Ok(crate::metrics::snapshot_json(&hub_ids))
+    })
+}
+
 /// DockerSpawner's default escaping of `{username}`/`{servername}`.
 #[pyfunction]
 pub fn escape(text: &str) -> CoreResult<String> {

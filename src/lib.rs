@@ -7,6 +7,7 @@ pub mod dockerpy;
 pub mod errors;
 pub mod log;
 pub mod memory;
+pub mod metrics;
 pub mod spec;
 pub mod swarm;
 pub mod template;
@@ -48,6 +49,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::volume_binds, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::engine_mounts, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::docker_host, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::metrics_snapshot, m)?)?;
     // The label keys on every object rustdocker creates: defined once, in the core.
     m.add("LABEL_MANAGED_BY", docker::MANAGED_LABEL)?;
     m.add("LABEL_MANAGED_VALUE", docker::MANAGED_VALUE)?;

@@ -78,6 +78,22 @@ fn string_map(what: &str, map: &Map<String, Value>) -> CoreResult<BTreeMap<Strin
         .collect()
 }
 
+/// One entry of `networks`: a Docker network the container joins, with the aliases (rendered)
+/// it answers to there.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkEntry {
+    /// The network's name (or id).
+    pub name: String,
+    /// Extra DNS names of the container on that network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// Networks that are not user-defined: they take no aliases, and `host` and `none` take no
+/// other network beside them.
+const BUILTIN_NETWORKS: [&str; 3] = ["bridge", "host", "none"];
+
 /// Which image pulls `start` performs (DockerSpawner's `pull_policy`).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
@@ -242,6 +258,10 @@ pub struct ContainerSpec {
     /// Network the container joins (`network_name`).
     #[serde(default)]
     pub network_name: String,
+    /// `networks`: every network the container joins, the first being `network_name` (the one
+    /// the hub reaches the server on). Empty: `network_name` only, without aliases.
+    #[serde(default)]
+    pub networks: Vec<NetworkEntry>,
     /// Connect through the container's IP on `network_name` instead of a published port.
     #[serde(default)]
     pub use_internal_ip: bool,
@@ -302,6 +322,7 @@ impl ContainerSpec {
         if self.image.is_empty() {
             return Err(CoreError::InvalidSpec("image is empty".to_owned()));
         }
+        self.validate_networks()?;
         if let Some(stall) = self.pull_stall_timeout {
             if !(1.0..=86_400.0).contains(&stall) {
                 return Err(CoreError::InvalidSpec(format!(
@@ -310,6 +331,66 @@ impl ContainerSpec {
             }
         }
         Ok(())
+    }
+
+    /// `networks` against itself and `network_name`: names given once, the first one
+    /// `network_name`, aliases only on user-defined networks, `host` and `none` alone.
+    fn validate_networks(&self) -> CoreResult<()> {
+        let Some(first) = self.networks.first() else {
+            return Ok(());
+        };
+        let refuse = |message: String| Err(CoreError::InvalidSpec(message));
+        if first.name != self.network_name {
+            return refuse(format!(
+                "network_name = {:?} and networks = [{:?}, ...] disagree: the first entry of networks is the network the hub reaches the server on; leave network_name unset (it follows networks) or list {:?} first",
+                self.network_name, first.name, self.network_name
+            ));
+        }
+        for (i, net) in self.networks.iter().enumerate() {
+            if net.name.is_empty() {
+                return refuse(format!(
+                    "networks[{i}] has an empty name: give the name of a Docker network"
+                ));
+            }
+            if self.networks[..i].iter().any(|n| n.name == net.name) {
+                return refuse(format!(
+                    "networks[{i}] = {:?} is listed twice: give each network once, with all its aliases",
+                    net.name
+                ));
+            }
+            if BUILTIN_NETWORKS.contains(&net.name.as_str()) && !net.aliases.is_empty() {
+                return refuse(format!(
+                    "networks[{i}] = {:?} has aliases {:?}: Docker gives aliases only on user-defined networks (`docker network create`)",
+                    net.name, net.aliases
+                ));
+            }
+            if let Some(alias) = net.aliases.iter().find(|a| a.trim().is_empty()) {
+                return refuse(format!(
+                    "networks[{i}] = {:?} has the alias {alias:?}: aliases must not be empty",
+                    net.name
+                ));
+            }
+        }
+        if self.networks.len() > 1 {
+            if let Some(alone) = self
+                .networks
+                .iter()
+                .find(|n| matches!(n.name.as_str(), "host" | "none"))
+            {
+                return refuse(format!(
+                    "networks lists {:?} with other networks: a container on the {:?} network cannot join another",
+                    alone.name, alone.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The networks to connect after the create, before the start: all but the first, which
+    /// the create itself joins (Engine API 1.41 and 1.43 take only one network at create).
+    #[must_use]
+    pub fn networks_after_create(&self) -> &[NetworkEntry] {
+        self.networks.get(1..).unwrap_or_default()
     }
 
     /// `pull_stall_timeout` as a duration (the default when unset; checked by `from_json`).
@@ -542,6 +623,22 @@ impl ContainerSpec {
             // Publishing ports is meaningless on the host network and the engine rejects it.
             host.remove("PortBindings");
         }
+        let mut networking = None;
+        if let Some(first) = self.networks.first() {
+            let mode = host.get("NetworkMode").and_then(Value::as_str);
+            if mode != Some(first.name.as_str()) {
+                return Err(CoreError::InvalidSpec(format!(
+                    "extra_host_config network_mode = {} and networks = [{:?}, ...] disagree: the first entry of networks is the container's network; drop network_mode",
+                    mode.map_or_else(|| "null".to_owned(), |m| format!("{m:?}")),
+                    first.name
+                )));
+            }
+            if !first.aliases.is_empty() {
+                networking = Some(json!({
+                    "EndpointsConfig": { first.name.clone(): { "Aliases": first.aliases } }
+                }));
+            }
+        }
 
         // `environment` in extra_create_kwargs adds to the computed environment key by key, as
         // DockerSpawner's deep merge of the two dicts does, instead of replacing the list.
@@ -575,6 +672,9 @@ impl ContainerSpec {
         body.insert("ExposedPorts".into(), json!({ self.port_key(): {} }));
         if let Some(command) = command {
             body.insert("Cmd".into(), json!(command));
+        }
+        if let Some(networking) = networking {
+            body.insert("NetworkingConfig".into(), networking);
         }
         let mut targets: Vec<&str> = self.binds.iter().map(|b| b.target.as_str()).collect();
         targets.sort_unstable();
@@ -1135,6 +1235,78 @@ mod tests {
             .unwrap();
         assert_eq!(body["HostConfig"]["NetworkMode"], json!("host"));
         assert!(body["HostConfig"].get("PortBindings").is_none());
+    }
+
+    #[test]
+    fn networks_first_at_create_with_its_aliases() {
+        let s = spec(json!({
+            "network_name": "front",
+            "use_internal_ip": true,
+            "networks": [
+                {"name": "front", "aliases": ["alice-nb"]},
+                {"name": "data", "aliases": ["alice-data"]},
+                {"name": "other"},
+            ],
+        }));
+        let body = s.create_body_json(None).unwrap();
+        assert_eq!(body["HostConfig"]["NetworkMode"], json!("front"));
+        assert_eq!(
+            body["NetworkingConfig"],
+            json!({"EndpointsConfig": {"front": {"Aliases": ["alice-nb"]}}})
+        );
+        let later: Vec<&str> = s
+            .networks_after_create()
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(later, ["data", "other"]);
+        // Without aliases on the first, nothing but the network mode.
+        let s = spec(json!({"network_name": "front", "networks": [{"name": "front"}]}));
+        let body = s.create_body_json(None).unwrap();
+        assert!(body.get("NetworkingConfig").is_none());
+        assert!(s.networks_after_create().is_empty());
+        assert!(s.create_body(None).is_ok());
+    }
+
+    #[test]
+    fn bad_networks_are_refused_by_name() {
+        let refused = |extra: Value| {
+            let mut base = json!({"name": "jupyter-alice", "image": "img:1", "port": 8888});
+            deep_merge(base.as_object_mut().unwrap(), extra.as_object().unwrap());
+            ContainerSpec::from_json(&base.to_string())
+                .unwrap_err()
+                .to_string()
+        };
+        let err = refused(json!({"network_name": "a", "networks": [{"name": "b"}]}));
+        assert!(
+            err.contains("network_name = \"a\"") && err.contains("\"b\""),
+            "{err}"
+        );
+        let err = refused(json!({"network_name": "a", "networks": [{"name": "a"}, {"name": "a"}]}));
+        assert!(err.contains("networks[1] = \"a\" is listed twice"), "{err}");
+        let err = refused(json!({"network_name": "", "networks": [{"name": ""}]}));
+        assert!(err.contains("networks[0] has an empty name"), "{err}");
+        let err = refused(
+            json!({"network_name": "bridge", "networks": [{"name": "bridge", "aliases": ["x"]}]}),
+        );
+        assert!(err.contains("only on user-defined networks"), "{err}");
+        let err =
+            refused(json!({"network_name": "a", "networks": [{"name": "a", "aliases": [""]}]}));
+        assert!(err.contains("aliases must not be empty"), "{err}");
+        let err =
+            refused(json!({"network_name": "a", "networks": [{"name": "a"}, {"name": "host"}]}));
+        assert!(err.contains("cannot join another"), "{err}");
+        let err =
+            refused(json!({"network_name": "a", "networks": [{"name": "a", "alias": ["x"]}]}));
+        assert!(err.contains("unknown field `alias`"), "{err}");
+        // network_mode of extra_host_config against the first network.
+        let s = spec(json!({
+            "network_name": "a",
+            "networks": [{"name": "a"}],
+            "extra_host_config": {"NetworkMode": "host"},
+        }));
+        let err = s.create_body_json(None).unwrap_err().to_string();
+        assert!(err.contains("network_mode = \"host\""), "{err}");
     }
 
     #[test]

@@ -183,7 +183,20 @@ pub fn service_spec_json(
     if !placement.is_empty() {
         task.insert("Placement".into(), Value::Object(placement));
     }
-    if !spec.network_name.is_empty() {
+    if !spec.networks.is_empty() {
+        let networks: Vec<Value> = spec
+            .networks
+            .iter()
+            .map(|net| {
+                let mut attachment = json!({ "Target": net.name });
+                if !net.aliases.is_empty() {
+                    attachment["Aliases"] = json!(net.aliases);
+                }
+                attachment
+            })
+            .collect();
+        task.insert("Networks".into(), Value::Array(networks));
+    } else if !spec.network_name.is_empty() {
         task.insert("Networks".into(), json!([{ "Target": spec.network_name }]));
     }
     merge_renamed(&mut task, &swarm.extra_task_spec);
@@ -303,6 +316,20 @@ mod tests {
             json!([{"Protocol": "tcp", "TargetPort": 8888}])
         );
         service_spec(&spec, &swarm, None).unwrap();
+    }
+
+    #[test]
+    fn several_networks_with_aliases() {
+        let spec = container(json!({"network_name": "front", "networks": [
+            {"name": "front", "aliases": ["alice-nb"]},
+            {"name": "data"},
+        ]}));
+        let json = service_spec_json(&spec, &SwarmExtras::default(), None).unwrap();
+        assert_eq!(
+            json["TaskTemplate"]["Networks"],
+            json!([{"Target": "front", "Aliases": ["alice-nb"]}, {"Target": "data"}])
+        );
+        service_spec(&spec, &SwarmExtras::default(), None).unwrap();
     }
 
     #[test]

@@ -12,7 +12,16 @@ import pytest
 
 import rustdocker
 
-from conftest import SESSION_HUB_ID, TINY_IMAGE, docker, exists, make_spawner
+from conftest import (
+    LABEL_HUB,
+    SESSION_HUB_ID,
+    TINY_IMAGE,
+    docker,
+    exists,
+    inspect,
+    make_spawner,
+    wait_for,
+)
 
 
 def test_swarm_settings_and_entry_point() -> None:
@@ -113,3 +122,54 @@ async def test_rejected_task_fails_at_once_and_leaves_nothing(unique: str) -> No
     assert time.monotonic() - start < s.start_timeout  # not spinning until start_timeout
     assert "/nonexistent/rustdocker/path" in str(info.value)
     assert docker("service", "inspect", s.object_name, check=False).returncode != 0
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("swarm")
+async def test_service_on_two_networks_with_aliases(unique: str) -> None:
+    nets = [f"rustdocker-test-{unique}-{i}" for i in range(2)]
+    for net in nets:
+        docker("network", "create", "--driver", "overlay", "--attachable",
+               "--label", f"{LABEL_HUB}={SESSION_HUB_ID}", net)  # fmt: skip
+    try:
+        s = make_spawner(
+            unique,
+            cls=rustdocker.SwarmSpawner,
+            networks=[{"name": nets[0], "aliases": ["{username}-nb"]}, nets[1]],
+            # DNS answers with the task's own address (the VIP needs IPVS, which this test
+            # machine's kernel lacks).
+            extra_endpoint_spec={"mode": "dnsrr"},
+        )
+        assert s.network_name == nets[0] and s.use_internal_ip
+        host, port = await s.start()
+        assert (host, port) == (s.object_name, 8888)
+        ids = {net: inspect("network", net)["Id"] for net in nets}
+        attached = service(s.object_name)["Spec"]["TaskTemplate"]["Networks"]
+        assert attached[0]["Target"] in (ids[nets[0]], nets[0])
+        assert attached[0]["Aliases"] == [f"{unique}-nb"]
+        assert attached[1]["Target"] in (ids[nets[1]], nets[1])
+        assert not attached[1].get("Aliases")
+        # The task's container is on both; the server answers by its name on the first.
+        task = docker(
+            "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={s.object_name}"
+        ).stdout.split()[0]
+        assert set(nets) <= set(inspect("container", task)["NetworkSettings"]["Networks"])
+        for name in (host, f"{unique}-nb"):
+            reply = docker(
+                "run", "--rm", "--label", f"{LABEL_HUB}={SESSION_HUB_ID}", "--network", nets[0],
+                TINY_IMAGE, "busybox", "wget", "-qO-", f"http://{name}:{port}/",
+            )  # fmt: skip
+            assert reply.stdout.strip() == "ok"
+        await s.stop()
+    finally:
+        for net in nets:
+            # The service's task leaves the network a moment after the service is removed.
+            await wait_for(
+                lambda net=net: (
+                    docker("network", "rm", net, check=False).returncode == 0
+                    or not exists("network", net)
+                ),
+                30,
+                f"network {net} removed",
+                interval=0.5,
+            )

@@ -33,6 +33,7 @@ __all__ = [
     "format_template_lenient",
     "imagename",
     "memory_bytes",
+    "metrics_snapshot",
     "parse_byte_specification",
     "parse_docker_bytes",
     "set_logger",
@@ -285,3 +286,8 @@ def engine_mounts(mounts_json: str) -> str:
 def docker_host(host: str | None = None) -> tuple[str, str]:
     """`(the Docker host to use, its hostname)`: `host`, else `DOCKER_HOST`, else the local
     socket; the hostname is `127.0.0.1` for a local socket."""
+
+def metrics_snapshot(hub_ids: list[str]) -> str:
+    """The core's metrics as JSON (Engine API calls by verb, spawn phases, pulls, the events
+    cache, and the containers of the hubs `hub_ids` in the caches by state), for the
+    Prometheus collector in `rustdocker.metrics`."""

@@ -12,7 +12,19 @@ import inspect
 from typing import Any
 
 from jupyterhub.traitlets import Callable as CallableTrait
-from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, Union, default, observe, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Float,
+    Int,
+    List,
+    TraitError,
+    Unicode,
+    Union,
+    default,
+    observe,
+    validate,
+)
 
 from . import _core
 from .imagechoice import maybe_await
@@ -86,18 +98,87 @@ class ContainerSettings(Naming):
     # ------------------------------------------------------------------ networking
 
     network_name = Unicode(
-        "bridge",
-        help="""Docker network the container joins (its `NetworkMode`).
+        help="""Docker network the container joins (its `NetworkMode`), and the one the hub
+        reaches the server on.
 
         With a user-defined network the hub connects to the container's IP on it
         (`use_internal_ip` defaults to True), which needs the hub on the same network.
+        Default: the first entry of `networks` when that is set, else `bridge`. Set to another
+        network than the first of `networks`, the start is refused with an error naming both.
 
         Example: `c.DockerSpawner.network_name = "jupyterhub"`
         """,
     ).tag(config=True)
 
+    @default("network_name")
+    def _network_name_default(self) -> str:
+        return str(self.networks[0]["name"]) if self.networks else "bridge"
+
+    networks = List(
+        Union([Unicode(), Dict()]),
+        help="""Every Docker network the container joins, each a name or a dict
+        `{"name": ..., "aliases": [...]}`. The first is the network the hub reaches the
+        server on (`network_name` follows it; `use_internal_ip` then defaults to True for a
+        user-defined network). Empty (the default): `network_name` alone.
+
+        All are joined before the server starts: the first when the container is created,
+        the others right after (Docker 20.10's API takes one network at create); if one is
+        missing, the start fails with an error naming it and the container is removed. A kept
+        container (`remove = False`) joins the networks it is not on yet at its next start,
+        and leaves none. Aliases are extra DNS names of the container on that network, for
+        other containers there (a database, a proxy); they are templates, with the fields of
+        `name_template` (`{username}` escaped). Docker gives aliases only on user-defined
+        networks, and `host` or `none` cannot be combined with others: both are refused.
+        SwarmSpawner attaches a service to the same list (its networks must be swarm-scoped,
+        e.g. overlay networks).
+
+        Example::
+
+            c.DockerSpawner.networks = [
+                {"name": "jupyterhub-net", "aliases": ["{username}-nb"]},
+                "data-net",
+            ]
+        """,
+    ).tag(config=True)
+
+    @validate("networks")
+    def _validate_networks(self, proposal: Any) -> list[dict[str, Any]]:
+        """Each entry as `{"name": str, "aliases": [str, ...]}`; `TraitError` names the entry."""
+        entries = []
+        for i, entry in enumerate(proposal["value"]):
+            where = f"{type(self).__name__}.networks[{i}] = {entry!r} is not allowed"
+            if isinstance(entry, str):
+                entry = {"name": entry}
+            unknown = sorted(str(k) for k in entry if k not in {"name", "aliases"})
+            if unknown:
+                raise TraitError(f"{where}: unknown keys {unknown}; use 'name' and 'aliases'")
+            name = entry.get("name")
+            if not isinstance(name, str) or not name:
+                raise TraitError(f"{where}: 'name' must be the name of a Docker network")
+            aliases = entry.get("aliases", [])
+            if not isinstance(aliases, list | tuple) or not all(
+                isinstance(a, str) and a for a in aliases
+            ):
+                raise TraitError(f"{where}: 'aliases' must be a list of non-empty strings")
+            entries.append({"name": name, "aliases": list(aliases)})
+        return entries
+
+    def network_spec(self) -> list[dict[str, Any]]:
+        """`networks` for the core, the aliases rendered (strictly: an unknown field is an
+        error naming the entry)."""
+        return [
+            {
+                "name": net["name"],
+                "aliases": [
+                    self._render_strict(alias, f"networks[{i}] aliases") for alias in net["aliases"]
+                ],
+            }
+            for i, net in enumerate(self.networks)
+        ]
+
     use_internal_ip = Bool(
-        help="""Connect to the container's IP on `network_name` instead of a published port.
+        help="""Connect to the container's IP on `network_name` (the first of `networks`)
+        instead of a published port.
 
         Defaults to True when `network_name` is a user-defined network, False for `bridge` and
         `host`. With False the server port is published on `host_ip` on a random host port.

@@ -35,7 +35,7 @@ from jupyterhub.spawner import Spawner
 from jupyterhub.utils import fmt_ip_url
 from traitlets import TraitError, default
 
-from . import _core
+from . import _core, metrics
 from .container import ContainerSettings
 from .deprecated import DeprecatedSettings
 from .imagechoice import maybe_await
@@ -74,6 +74,11 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
     def _env_keep_default(self) -> list[str]:
         # Nothing of the hub's own environment leaks into users' containers.
         return []
+
+    async def docker_client(self) -> _core.DockerClient:
+        # The metrics count this hub's servers among the engine's containers.
+        metrics.follow_hub(self.hub_id)
+        return await super().docker_client()
 
     # ------------------------------------------------------------------ the spec
 
@@ -136,6 +141,7 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
             "user_volumes": self._user_volumes(),
             **limits,
             "network_name": self.network_name,
+            "networks": self.network_spec(),
             "use_internal_ip": self.use_internal_ip,
             "host_ip": self.host_ip,
             "links": dict(self.links),

@@ -98,7 +98,8 @@ class SwarmSpawner(DockerSpawner):
 
     @default("network_name")
     def _network_name_default(self) -> str:
-        return ""
+        # A service joins no network unless told: the swarm's ingress publishes its port.
+        return str(self.networks[0]["name"]) if self.networks else ""
 
     @default("remove")
     def _remove_default(self) -> bool:

@@ -26,6 +26,7 @@ use super::containers::{ContainerStatus, Endpoints, Owner};
 use super::{Engine, MANAGED_LABEL, MANAGED_VALUE};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
+use crate::metrics::{self, CacheEvent, Verb};
 
 /// An inspect's `StartedAt` and the `start` event of the same start differ by less than this.
 const SAME_START_NANOS: i64 = 100_000_000;
@@ -250,6 +251,25 @@ impl StateCache {
         }
     }
 
+    /// The state word (`running`, `exited`, ...) of every container the cache holds that was
+    /// made by one of the hubs `hub_ids`, for the metrics.
+    pub fn states_of(&self, hub_ids: &[String]) -> Vec<String> {
+        let maps = self
+            .maps
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        maps.by_id
+            .values()
+            .filter(|e| {
+                e.state
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| hub_ids.contains(&o.hub))
+            })
+            .map(|e| e.state.status.clone())
+            .collect()
+    }
+
     /// Forgets a container (after rustdocker stopped or removed it); the next lookup misses
     /// and inspects, and later events re-add it.
     pub fn forget(&self, key: &str) {
@@ -372,6 +392,16 @@ pub fn parse_rfc3339_nanos(text: &str) -> Option<i64> {
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
+/// How long after the engine's time of `event` it is applied (0 when the clocks disagree the
+/// other way).
+fn event_lag(event: &EventMessage) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let lag = now.saturating_sub(event.time_nano.unwrap_or(now));
+    Duration::from_nanos(u64::try_from(lag).unwrap_or(0))
+}
+
 fn managed_filter() -> HashMap<String, Vec<String>> {
     HashMap::from([(
         "label".to_owned(),
@@ -396,6 +426,7 @@ impl Engine {
         if self.cache().started.swap(true, Ordering::AcqRel) {
             return;
         }
+        metrics::register_cache(self.cache());
         let engine = self.clone();
         tokio::spawn(async move {
             let cache = engine.cache().clone();
@@ -452,6 +483,7 @@ impl Engine {
                     let count = entries.len();
                     cache.replace_all(entries);
                     cache.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                    metrics::cache_event(CacheEvent::Resync);
                     // The replayed history is applied in order before the cache answers lookups:
                     // the replay arrives at once, so a quiet 100 ms (or 1 s at most, on a busy
                     // engine) marks the cache synced.
@@ -481,7 +513,13 @@ impl Engine {
                             break None;
                         };
                         match next {
-                            Some(Ok(event)) => cache.apply(&event),
+                            Some(Ok(event)) => {
+                                cache.apply(&event);
+                                // Replayed history is old by design: only live events tell
+                                // how far behind the cache is.
+                                let lag = (!replaying).then(|| event_lag(&event));
+                                metrics::cache_event(CacheEvent::Applied(lag));
+                            }
                             Some(Err(e)) => {
                                 break Some(self.err("follow container events", e).to_string())
                             }
@@ -491,11 +529,13 @@ impl Engine {
                     let Some(ended) = ended else {
                         // Silence: renew at once, still answering from the map meanwhile.
                         cache.stats.renewals.fetch_add(1, Ordering::Relaxed);
+                        metrics::cache_event(CacheEvent::Renewal);
                         log::debug("state cache: no events for a while; renewing the stream");
                         continue;
                     };
                     cache.synced.store(false, Ordering::Release);
                     cache.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                    metrics::cache_event(CacheEvent::Disconnect);
                     // Counts as the first failure: a reconnect that keeps failing is then only
                     // logged at debug level.
                     failures = 1;
@@ -514,7 +554,7 @@ impl Engine {
     /// already reflects) change nothing, and a listed container keeps the endpoints the listing
     /// gave it (an event knows none).
     async fn list_managed(&self) -> CoreResult<Vec<Entry>> {
-        let listed_at = match self.docker().info().await {
+        let listed_at = match metrics::timed(Verb::Info, self.docker().info()).await {
             Ok(info) => info
                 .system_time
                 .as_deref()
@@ -527,11 +567,12 @@ impl Engine {
             filters: Some(managed_filter()),
             ..Default::default()
         };
-        let list = self
-            .docker()
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.err("list containers", e))?;
+        let list = metrics::timed(
+            Verb::ListContainers,
+            self.docker().list_containers(Some(options)),
+        )
+        .await
+        .map_err(|e| self.err("list containers", e))?;
         Ok(list
             .into_iter()
             .filter_map(|c| {

@@ -6,8 +6,11 @@
 //! before releasing the lock, so a cancelled start leaves no container behind and nothing else
 //! touches the container until the undo has finished.
 
+use std::time::{Duration, Instant};
+
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, PortSummaryTypeEnum,
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, EndpointSettings,
+    NetworkConnectRequest, PortSummaryTypeEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
@@ -15,10 +18,11 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde_json::Map;
 
-use super::progress::{self, Phase, StartProgress};
+use super::progress::{self, Phase as Step, StartProgress};
 use super::{locks, Engine, HUB_LABEL, MANAGED_LABEL, MANAGED_VALUE, SERVER_LABEL, USER_LABEL};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
+use crate::metrics::{self, timed, Phase, Verb};
 use crate::spec::{credentials_for, ContainerSpec, PullPolicy};
 
 /// What `start_server` did (the binding turns it into a `StartResult`).
@@ -319,7 +323,12 @@ impl Engine {
         &self,
         name: &str,
     ) -> CoreResult<Option<ContainerInspectResponse>> {
-        match self.docker().inspect_container(name, None).await {
+        match timed(
+            Verb::InspectContainer,
+            self.docker().inspect_container(name, None),
+        )
+        .await
+        {
             Ok(c) => Ok(Some(c)),
             Err(e) => {
                 let err = self.err(format!("inspect container '{name}'"), e);
@@ -381,17 +390,20 @@ impl Engine {
             return Err(cancelled());
         }
         if spec.pull_policy == PullPolicy::Always {
+            let pulling = Instant::now();
             self.pull_for_start(spec, cancelled_by_caller, progress)
                 .await?;
+            metrics::observe_phase(Phase::Pull, pulling.elapsed());
         }
         if cancelled_by_caller() {
             return Err(cancelled());
         }
-        let (id, created, api_token, was_running) = match self
+        let (found, mut creating) = self
             .create_or_find(spec, cancelled_by_caller, progress)
-            .await?
-        {
-            Found::Created(id) => (id, true, None, false),
+            .await?;
+        let (id, created, api_token, was_running, joined) = match found {
+            // A new container is on the first network only (see `connect_networks`).
+            Found::Created(id) => (id, true, None, false, Vec::new()),
             Found::Existing(found) => {
                 let api_token = found
                     .config
@@ -401,15 +413,33 @@ impl Engine {
                 let status = ContainerStatus::from_inspect(&found);
                 // Found and used again: no longer a leftover to remove.
                 self.taken_over(&status.id);
-                (status.id, false, api_token, status.running)
+                let joined = Endpoints::of_inspect(&found)
+                    .networks
+                    .into_iter()
+                    .map(|(net, _)| net)
+                    .collect();
+                (status.id, false, api_token, status.running, joined)
             }
         };
         let outcome = async {
             if cancelled_by_caller() {
                 return Err(cancelled());
             }
-            progress.phase(Phase::Start);
-            self.start_container(&id, &spec.name).await?;
+            // Every network before the start, so the server never runs half-attached; a
+            // failure removes the container this call created (below).
+            let connecting = Instant::now();
+            self.connect_networks(spec, &id, &joined).await?;
+            creating += connecting.elapsed();
+            metrics::observe_phase(Phase::Create, creating);
+            if cancelled_by_caller() {
+                return Err(cancelled());
+            }
+            let starting = Instant::now();
+            progress.phase(Step::Start);
+            // Docker 20.10 accepts a connect to a missing network, and refuses the start.
+            self.start_container(&id, &spec.name)
+                .await
+                .map_err(|e| missing_network(spec, e))?;
             let inspect = self
                 .inspect_container(&id)
                 .await?
@@ -421,6 +451,7 @@ impl Engine {
             // The cache learns of the start now, not only when the event arrives.
             self.cache().record_inspect(&inspect);
             let (ip, port) = self.server_address(&AddressParams::from(spec), inspect)?;
+            metrics::observe_phase(Phase::Start, starting.elapsed());
             Ok(StartOutcome {
                 id: id.clone(),
                 name: spec.name.clone(),
@@ -472,36 +503,88 @@ impl Engine {
         .await
     }
 
-    /// Creates the container, or finds the one already there. The common case (no container
-    /// yet, image present) is a single create call: a name conflict or a missing image is
-    /// learnt from the create's answer instead of from inspects before every spawn.
+    /// Connects the container `id` to every network of `networks` after the first that it has
+    /// not `joined` yet, with its aliases. The create joins the first network only: Engine API
+    /// 1.41 (Docker 20.10) refuses several networks in one create, so one way serves all.
+    async fn connect_networks(
+        &self,
+        spec: &ContainerSpec,
+        id: &str,
+        joined: &[String],
+    ) -> CoreResult<()> {
+        for (i, net) in spec.networks_after_create().iter().enumerate() {
+            if joined.contains(&net.name) {
+                continue;
+            }
+            let request = NetworkConnectRequest {
+                container: id.to_owned(),
+                endpoint_config: Some(EndpointSettings {
+                    aliases: (!net.aliases.is_empty()).then(|| net.aliases.clone()),
+                    ..Default::default()
+                }),
+            };
+            timed(
+                Verb::ConnectNetwork,
+                self.docker().connect_network(&net.name, request),
+            )
+            .await
+            .map_err(|e| {
+                let err = self.err(
+                    format!(
+                        "connect container '{}' to network '{}'",
+                        spec.name, net.name
+                    ),
+                    e,
+                );
+                name_missing_network(err, &net.name, &format!("networks[{}]", i + 1))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Creates the container, or finds the one already there, and how long that took (pulls
+    /// and volumes aside: they are phases of their own). The common case (no container yet,
+    /// image present) is a single create call: a name conflict or a missing image is learnt
+    /// from the create's answer instead of from inspects before every spawn.
     async fn create_or_find(
         &self,
         spec: &ContainerSpec,
         gone: &(dyn Fn() -> bool + Send + Sync),
         progress: &StartProgress,
-    ) -> CoreResult<Found> {
+    ) -> CoreResult<(Found, Duration)> {
         // The volumes first, once: their errors (another hub's volume is a 409 too) are not
         // the container name's.
         let no_options = Map::new();
         let volumes = spec.named_volumes(spec.bind_volume_driver().map(|d| (d, &no_options)))?;
         if !volumes.is_empty() {
-            progress.phase(Phase::Volumes);
+            progress.phase(Step::Volumes);
         }
+        let making_volumes = Instant::now();
         self.ensure_volumes(&volumes, &spec.volume_labels).await?;
+        metrics::observe_phase(Phase::Volumes, making_volumes.elapsed());
+        let creating = Instant::now();
+        let mut pulling = Duration::ZERO;
         let mut pulled = spec.pull_policy == PullPolicy::Always;
         // Bounded: a conflict can recur only if something else keeps recreating the name.
         for _ in 0..4 {
-            progress.phase(Phase::Create);
+            progress.phase(Step::Create);
             match self.create_container(spec).await {
-                Ok(id) => return Ok(Found::Created(id)),
+                Ok(id) => {
+                    return Ok((
+                        Found::Created(id),
+                        creating.elapsed().saturating_sub(pulling),
+                    ))
+                }
                 Err(err) if err.status() == Some(409) => {
                     if let Some(found) = self.inspect_container(&spec.name).await? {
                         // Never resume or remove another server's (or hub's) container; an
                         // unlabelled one (DockerSpawner's) is adopted: its name says so.
                         check_owner(spec, &found)?;
                         if !spec.remove {
-                            return Ok(Found::Existing(Box::new(found)));
+                            return Ok((
+                                Found::Existing(Box::new(found)),
+                                creating.elapsed().saturating_sub(pulling),
+                            ));
                         }
                         // A leftover of an earlier run that should have been cleaned up: by the id
                         // just checked, never by a name something else may have taken since.
@@ -511,7 +594,10 @@ impl Engine {
                 }
                 Err(err) if is_missing_image(&err) && !pulled => match spec.pull_policy {
                     PullPolicy::Ifnotpresent => {
+                        let started = Instant::now();
                         self.pull_for_start(spec, gone, progress).await?;
+                        pulling += started.elapsed();
+                        metrics::observe_phase(Phase::Pull, started.elapsed());
                         pulled = true;
                     }
                     PullPolicy::Never | PullPolicy::Skip | PullPolicy::Always => {
@@ -526,7 +612,8 @@ impl Engine {
                         });
                     }
                 },
-                Err(err) => return Err(err),
+                // Not the image: the network the create joins.
+                Err(err) => return Err(missing_network(spec, err)),
             }
         }
         Err(CoreError::Api {
@@ -610,16 +697,22 @@ impl Engine {
             name: Some(spec.name.clone()),
             ..Default::default()
         };
-        let created = self
-            .docker()
-            .create_container(Some(options), body)
-            .await
-            .map_err(|e| self.err(format!("create container '{}'", spec.name), e))?;
+        let created = timed(
+            Verb::CreateContainer,
+            self.docker().create_container(Some(options), body),
+        )
+        .await
+        .map_err(|e| self.err(format!("create container '{}'", spec.name), e))?;
         Ok(created.id)
     }
 
     async fn start_container(&self, id: &str, name: &str) -> CoreResult<()> {
-        match self.docker().start_container(id, None).await {
+        match timed(
+            Verb::StartContainer,
+            self.docker().start_container(id, None),
+        )
+        .await
+        {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = self.err(format!("start container '{name}'"), e);
@@ -750,7 +843,12 @@ impl Engine {
             t: Some(t),
             ..Default::default()
         });
-        match self.docker().stop_container(name, options).await {
+        match timed(
+            Verb::StopContainer,
+            self.docker().stop_container(name, options),
+        )
+        .await
+        {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = self.err(format!("stop container '{name}'"), e);
@@ -772,7 +870,12 @@ impl Engine {
             v: true,
             ..Default::default()
         };
-        match self.docker().remove_container(name, Some(options)).await {
+        match timed(
+            Verb::RemoveContainer,
+            self.docker().remove_container(name, Some(options)),
+        )
+        .await
+        {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = self.err(format!("remove container '{name}'"), e);
@@ -875,10 +978,12 @@ impl Engine {
             v: true,
             ..Default::default()
         };
-        self.docker()
-            .remove_container(&status.id, Some(options))
-            .await
-            .map_err(|e| self.err(action, e))?;
+        timed(
+            Verb::RemoveContainer,
+            self.docker().remove_container(&status.id, Some(options)),
+        )
+        .await
+        .map_err(|e| self.err(action, e))?;
         self.cache().forget(target);
         Ok(true)
     }
@@ -891,12 +996,15 @@ impl Engine {
             tail: lines.to_string(),
             ..Default::default()
         };
+        let call = metrics::StreamCall::start(Verb::ContainerLogs);
         let mut stream = self.docker().logs(id, Some(options));
         let mut out = String::new();
+        let mut failed = None;
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(chunk) => out.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
                 Err(e) => {
+                    failed = metrics::error_kind(&e);
                     let err = self.err(format!("read the output of container '{id}'"), e);
                     log::debug(&err.to_string());
                     break;
@@ -906,6 +1014,7 @@ impl Engine {
                 break;
             }
         }
+        call.finish(failed);
         out.trim_end().to_owned()
     }
 }
@@ -943,6 +1052,59 @@ fn check_owner(spec: &ContainerSpec, found: &ContainerInspectResponse) -> CoreRe
         return Ok(());
     }
     mine.refuse_conflict(&theirs, "container", &spec.name)
+}
+
+/// A 404 for a network of the spec (the engine refuses a missing one at the create for the
+/// first network, at the start for the others) said in words that name the network, its
+/// setting and the fix; other errors as they are.
+fn missing_network(spec: &ContainerSpec, err: CoreError) -> CoreError {
+    let CoreError::Api {
+        status: 404,
+        message,
+        ..
+    } = &err
+    else {
+        return err;
+    };
+    let lower = message.to_ascii_lowercase();
+    if !lower.contains("network") {
+        return err;
+    }
+    let named = |name: &str| {
+        message.contains(&format!("network {name} ")) || message.contains(&format!("'{name}'"))
+    };
+    let found = if spec.networks.is_empty() {
+        Some((spec.network_name.clone(), "network_name".to_owned())).filter(|(n, _)| !n.is_empty())
+    } else {
+        spec.networks
+            .iter()
+            .enumerate()
+            .find(|(_, net)| named(&net.name))
+            .map(|(i, net)| (net.name.clone(), format!("networks[{i}]")))
+    };
+    match found {
+        Some((name, setting)) => name_missing_network(err, &name, &setting),
+        None => err,
+    }
+}
+
+/// `err`, a 404 from joining the network `name` (the setting `setting`), with a message naming
+/// the network, the setting and the fix.
+fn name_missing_network(err: CoreError, name: &str, setting: &str) -> CoreError {
+    match err {
+        CoreError::Api {
+            action,
+            status: 404,
+            message,
+        } => CoreError::Api {
+            action,
+            status: 404,
+            message: format!(
+                "the Docker network '{name}' ({setting}) does not exist: create it with `docker network create {name}` or fix {setting} (the engine said: {message})"
+            ),
+        },
+        other => other,
+    }
 }
 
 /// A 404 that says the image is missing (and not, say, a network).

@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 
 use super::Engine;
 use crate::errors::CoreResult;
+use crate::metrics::{self, timed, StreamCall, Verb};
 
 /// Output of a command run in a container.
 #[derive(Debug, Default)]
@@ -41,21 +42,27 @@ impl Engine {
             attach_stderr: Some(true),
             ..Default::default()
         };
-        let created = self
-            .docker()
-            .create_exec(name, config)
+        let created = timed(Verb::CreateExec, self.docker().create_exec(name, config))
             .await
             .map_err(|e| self.err(action.clone(), e))?;
         let mut out = ExecOutput::default();
-        match self
-            .docker()
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|e| self.err(action.clone(), e))?
-        {
-            StartExecResults::Attached { mut output, .. } => {
+        // One call from the start to the end of the command's output.
+        let call = StreamCall::start(Verb::StartExec);
+        match self.docker().start_exec(&created.id, None).await {
+            Err(e) => {
+                call.finish(metrics::error_kind(&e));
+                return Err(self.err(action, e));
+            }
+            Ok(StartExecResults::Attached { mut output, .. }) => {
                 while let Some(item) = output.next().await {
-                    match item.map_err(|e| self.err(action.clone(), e))? {
+                    let item = match item {
+                        Ok(item) => item,
+                        Err(e) => {
+                            call.finish(metrics::error_kind(&e));
+                            return Err(self.err(action, e));
+                        }
+                    };
+                    match item {
                         LogOutput::StdErr { message } => push_bounded(&mut out.stderr, &message),
                         LogOutput::StdOut { message } | LogOutput::Console { message } => {
                             push_bounded(&mut out.stdout, &message);
@@ -63,12 +70,11 @@ impl Engine {
                         LogOutput::StdIn { .. } => {}
                     }
                 }
+                call.finish(None);
             }
-            StartExecResults::Detached => {}
+            Ok(StartExecResults::Detached) => call.finish(None),
         }
-        let inspect = self
-            .docker()
-            .inspect_exec(&created.id)
+        let inspect = timed(Verb::InspectExec, self.docker().inspect_exec(&created.id))
             .await
             .map_err(|e| self.err(action, e))?;
         out.exit_code = inspect.exit_code;

@@ -1,11 +1,11 @@
 //! Images: pulls that fail when the engine reports an error in the stream. The pull policy
 //! is applied in `containers::create_or_find`, from the create call's answer.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use std::collections::BTreeMap;
-
 use bollard::auth::DockerCredentials;
+use bollard::models::CreateImageInfo;
 use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
@@ -13,6 +13,7 @@ use super::progress::{self, PullEnd, PullState, Role, StartProgress};
 use super::Engine;
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
+use crate::metrics::{self, timed, ErrorKind, StreamCall, Verb};
 use crate::spec::{credentials_for, RegistryAuth};
 
 /// Splits an image reference into the `fromImage` and `tag` the pull endpoint takes.
@@ -35,9 +36,7 @@ pub fn split_reference(image: &str) -> (String, Option<String>) {
 impl Engine {
     /// The image's own `Cmd`, used when the spawner's `cmd` is unset but `args` must be appended.
     pub async fn image_cmd(&self, image: &str) -> CoreResult<Option<Vec<String>>> {
-        let inspect = self
-            .docker()
-            .inspect_image(image)
+        let inspect = timed(Verb::InspectImage, self.docker().inspect_image(image))
             .await
             .map_err(|e| self.err(format!("inspect image '{image}'"), e))?;
         Ok(inspect.config.and_then(|c| c.cmd))
@@ -77,7 +76,7 @@ impl Engine {
                         p.pulling(lead.state(), false);
                     }
                     let result = self
-                        .pull_stream(image, stall, gone, lead.state(), credentials.clone())
+                        .pull_counted(image, stall, gone, lead.state(), credentials.clone())
                         .await;
                     lead.end(match &result {
                         Ok(()) => PullEnd::Pulled,
@@ -128,7 +127,8 @@ impl Engine {
         let count = images.len();
         for (index, image) in images.iter().enumerate() {
             let which = format!("pre-pull {}/{count}: image '{image}'", index + 1);
-            if !always && self.docker().inspect_image(image).await.is_ok() {
+            let present = timed(Verb::InspectImage, self.docker().inspect_image(image)).await;
+            if !always && present.is_ok() {
                 log::emit(log::INFO, &format!("{which}: already on the engine"));
                 continue;
             }
@@ -167,8 +167,8 @@ impl Engine {
         }
     }
 
-    /// One pull request to the engine, its stream recorded in `state`.
-    async fn pull_stream(
+    /// One pull request to the engine, its stream recorded in `state`, counted in the metrics.
+    async fn pull_counted(
         &self,
         image: &str,
         stall: Duration,
@@ -176,6 +176,25 @@ impl Engine {
         state: &PullState,
         credentials: Option<DockerCredentials>,
     ) -> CoreResult<()> {
+        let call = StreamCall::start(Verb::PullImage);
+        let mut bytes = PullBytes::default();
+        let result = self
+            .pull_stream(image, stall, gone, state, credentials, &mut bytes)
+            .await;
+        metrics::observe_pull(call.elapsed(), result.is_ok());
+        call.finish(result.as_ref().err().map(|(_, kind)| *kind));
+        result.map_err(|(err, _)| err)
+    }
+
+    async fn pull_stream(
+        &self,
+        image: &str,
+        stall: Duration,
+        gone: &(dyn Fn() -> bool + Send + Sync),
+        state: &PullState,
+        credentials: Option<DockerCredentials>,
+        bytes: &mut PullBytes,
+    ) -> Result<(), (CoreError, ErrorKind)> {
         let (from_image, tag) = split_reference(image);
         let options = CreateImageOptions {
             from_image: Some(from_image),
@@ -192,36 +211,82 @@ impl Engine {
                 Ok(None) => return Ok(()),
                 Err(_) => {
                     if gone() {
-                        return Err(CoreError::Request {
+                        let err = CoreError::Request {
                             action: action(),
                             message: "cancelled".to_owned(),
-                        });
+                        };
+                        return Err((err, ErrorKind::Cancelled));
                     }
                     if last_progress.elapsed() >= stall {
-                        return Err(CoreError::Request {
+                        let err = CoreError::Request {
                             action: action(),
                             message: format!(
                                 "the registry {} sent nothing for {} s: the pull is stalled (pull_stall_timeout)",
                                 registry_of(image),
                                 stall.as_secs()
                             ),
-                        });
+                        };
+                        return Err((err, ErrorKind::Timeout));
                     }
                     continue;
                 }
             };
             last_progress = Instant::now();
-            let info = item.map_err(|e| self.err(action(), e))?;
+            let info = item.map_err(|e| {
+                let kind = metrics::error_kind(&e).unwrap_or(ErrorKind::Other);
+                (self.err(action(), e), kind)
+            })?;
             if let Some(detail) = info.error_detail {
                 let message = detail
                     .message
                     .unwrap_or_else(|| "the engine reported an error".to_owned());
-                return Err(CoreError::Request {
+                let err = CoreError::Request {
                     action: action(),
                     message,
-                });
+                };
+                return Err((err, ErrorKind::Registry));
             }
             state.record(&info);
+            bytes.progress(&info);
+        }
+    }
+}
+
+/// Counts the bytes a pull downloads, from its progress messages: per layer, how far its
+/// download got (`Downloading` with `current`), and its size once `Download complete` (the
+/// engine does not report every step, nor the last one).
+#[derive(Default)]
+struct PullBytes {
+    /// Layer id -> (bytes counted, size when known).
+    layers: HashMap<String, (u64, u64)>,
+}
+
+impl PullBytes {
+    fn progress(&mut self, info: &CreateImageInfo) {
+        let (Some(id), Some(status)) = (info.id.as_ref(), info.status.as_deref()) else {
+            return;
+        };
+        let detail = info.progress_detail.as_ref();
+        let as_u64 = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        let reached = match status {
+            "Downloading" => {
+                let total = as_u64(detail.and_then(|d| d.total));
+                let entry = self.layers.entry(id.clone()).or_insert((0, 0));
+                if let Some(total) = total {
+                    entry.1 = total;
+                }
+                as_u64(detail.and_then(|d| d.current))
+            }
+            "Download complete" => self.layers.get(id).map(|(_, size)| *size),
+            _ => None,
+        };
+        let Some(reached) = reached else {
+            return;
+        };
+        let entry = self.layers.entry(id.clone()).or_insert((0, 0));
+        if reached > entry.0 {
+            metrics::add_pull_bytes(reached - entry.0);
+            entry.0 = reached;
         }
     }
 }

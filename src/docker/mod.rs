@@ -153,17 +153,17 @@ impl Engine {
         }
         .map_err(|e| CoreError::from_bollard("connect", &host, e))?
         .with_timeout(timeout);
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| CoreError::from_bollard("negotiate the API version", &host, e))
-            .map_err(|e| match e {
-                CoreError::Connection { .. } => e,
-                other => CoreError::Connection {
-                    host: host.clone(),
-                    message: other.to_string(),
-                },
-            })?;
+        let docker =
+            crate::metrics::timed(crate::metrics::Verb::Version, docker.negotiate_version())
+                .await
+                .map_err(|e| CoreError::from_bollard("negotiate the API version", &host, e))
+                .map_err(|e| match e {
+                    CoreError::Connection { .. } => e,
+                    other => CoreError::Connection {
+                        host: host.clone(),
+                        message: other.to_string(),
+                    },
+                })?;
         let engine = Engine {
             docker,
             host,

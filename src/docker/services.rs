@@ -1,16 +1,17 @@
 //! Swarm services, for SwarmSpawner: one service (one task) per server.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::models::{TaskState, TaskStatus};
 use bollard::query_parameters::ListTasksOptions;
 
 use super::containers::{owned, Owner};
-use super::progress::{self, Phase, StartProgress};
+use super::progress::{self, Phase as Step, StartProgress};
 use super::{locks, Engine};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
+use crate::metrics::{self, timed, Phase, Verb};
 use crate::spec::ContainerSpec;
 use crate::swarm::{service_spec, SwarmExtras};
 
@@ -58,9 +59,7 @@ impl Engine {
                 vec![name.to_owned()],
             )])),
         };
-        let mut tasks = self
-            .docker()
-            .list_tasks(Some(options))
+        let mut tasks = timed(Verb::ListTasks, self.docker().list_tasks(Some(options)))
             .await
             .map_err(|e| self.err(format!("list the tasks of service '{name}'"), e))?;
         // Newest first: a restarted service has older, finished tasks too.
@@ -70,7 +69,7 @@ impl Engine {
 
     /// Removes a service; a missing one is fine.
     pub async fn remove_service(&self, name: &str) -> CoreResult<()> {
-        match self.docker().delete_service(name).await {
+        match timed(Verb::RemoveService, self.docker().delete_service(name)).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = self.err(format!("remove service '{name}'"), e);
@@ -86,7 +85,12 @@ impl Engine {
     /// Who the service `name` was made for: None when it does not exist, `Some(None)` when it
     /// carries no rustdocker labels.
     pub async fn service_owner(&self, name: &str) -> CoreResult<Option<Option<Owner>>> {
-        match self.docker().inspect_service(name, None).await {
+        match timed(
+            Verb::InspectService,
+            self.docker().inspect_service(name, None),
+        )
+        .await
+        {
             Ok(service) => {
                 Ok(Some(service.spec.and_then(|s| s.labels).and_then(
                     |labels| Owner::from_labels(|key| labels.get(key)),
@@ -128,7 +132,12 @@ impl Engine {
 
     /// The state of a service's newest task; `None` when the service does not exist.
     pub async fn service_status(&self, name: &str) -> CoreResult<Option<ServiceStatus>> {
-        if let Err(e) = self.docker().inspect_service(name, None).await {
+        if let Err(e) = timed(
+            Verb::InspectService,
+            self.docker().inspect_service(name, None),
+        )
+        .await
+        {
             let err = self.err(format!("inspect service '{name}'"), e);
             return if err.is_not_found() {
                 Ok(None)
@@ -205,7 +214,7 @@ impl Engine {
         caller_gone: &(dyn Fn() -> bool + Send + Sync),
         progress: &StartProgress,
     ) -> CoreResult<ServiceOutcome> {
-        progress.phase(Phase::Create);
+        progress.phase(Step::Create);
         let command = self.resolve_command(spec).await?;
         let service = service_spec(spec, swarm, command)?;
         let volumes = spec.named_volumes(Some((
@@ -214,15 +223,23 @@ impl Engine {
         )))?;
         self.remove_service(&spec.name).await?;
         if !volumes.is_empty() {
-            progress.phase(Phase::Volumes);
+            progress.phase(Step::Volumes);
         }
+        let making_volumes = Instant::now();
         self.ensure_volumes(&volumes, &spec.volume_labels).await?;
-        progress.phase(Phase::Create);
+        metrics::observe_phase(Phase::Volumes, making_volumes.elapsed());
+        progress.phase(Step::Create);
         let action = format!("create service '{}'", spec.name);
+        let creating = Instant::now();
         // A service of that name may still be going away: retry a conflict briefly.
         let mut created = None;
         for attempt in 0..20 {
-            match self.docker().create_service(service.clone(), None).await {
+            match timed(
+                Verb::CreateService,
+                self.docker().create_service(service.clone(), None),
+            )
+            .await
+            {
                 Ok(response) => {
                     created = Some(response);
                     break;
@@ -236,9 +253,14 @@ impl Engine {
                 }
             }
         }
+        metrics::observe_phase(Phase::Create, creating.elapsed());
         let id = created.and_then(|c| c.id).unwrap_or_default();
-        progress.phase(Phase::Task);
+        progress.phase(Step::Task);
+        let starting = Instant::now();
         let outcome = self.wait_for_task(spec, &id, caller_gone, progress).await;
+        if outcome.is_ok() {
+            metrics::observe_phase(Phase::Start, starting.elapsed());
+        }
         if outcome.is_err() {
             // Leave nothing half-done: remove the service this call created, by its id (never
             // by a name another hub may have taken meanwhile).
@@ -297,11 +319,12 @@ impl Engine {
             // Swarm's DNS resolves the service name on its networks.
             (spec.name.clone(), spec.port)
         } else {
-            let inspect = self
-                .docker()
-                .inspect_service(&spec.name, None)
-                .await
-                .map_err(|e| self.err(format!("inspect service '{}'", spec.name), e))?;
+            let inspect = timed(
+                Verb::InspectService,
+                self.docker().inspect_service(&spec.name, None),
+            )
+            .await
+            .map_err(|e| self.err(format!("inspect service '{}'", spec.name), e))?;
             let published = inspect
                 .endpoint
                 .and_then(|e| e.ports)

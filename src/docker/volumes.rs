@@ -9,6 +9,7 @@ use bollard::query_parameters::{CreateContainerOptions, UploadToContainerOptions
 use super::{Engine, HUB_LABEL, MANAGED_LABEL, USER_LABEL};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
+use crate::metrics::{timed, Verb};
 use crate::spec::VolumeSpec;
 
 impl Engine {
@@ -44,9 +45,7 @@ impl Engine {
                 ..Default::default()
             };
             let action = format!("create volume '{}'", volume.name);
-            let found = self
-                .docker()
-                .create_volume(request)
+            let found = timed(Verb::CreateVolume, self.docker().create_volume(request))
                 .await
                 .map_err(|e| self.err(action.clone(), e))?;
             check_volume(volume, &found, labels, &action)
@@ -167,10 +166,12 @@ impl Engine {
             ..Default::default()
         };
         let action = format!("create helper container '{}'", job.helper_name);
-        let created = match self
-            .docker()
-            .create_container(Some(options.clone()), body.clone())
-            .await
+        let created = match timed(
+            Verb::CreateContainer,
+            self.docker()
+                .create_container(Some(options.clone()), body.clone()),
+        )
+        .await
         {
             Ok(created) => created,
             Err(e) => {
@@ -179,24 +180,27 @@ impl Engine {
                     return Err(err);
                 }
                 self.pull_image(&job.image).await?;
-                self.docker()
-                    .create_container(Some(options), body)
-                    .await
-                    .map_err(|e| self.err(action, e))?
+                timed(
+                    Verb::CreateContainer,
+                    self.docker().create_container(Some(options), body),
+                )
+                .await
+                .map_err(|e| self.err(action, e))?
             }
         };
-        let upload = self
-            .docker()
-            .upload_to_container(
+        let upload = timed(
+            Verb::UploadToContainer,
+            self.docker().upload_to_container(
                 &created.id,
                 Some(UploadToContainerOptions {
                     path: job.path.clone(),
                     ..Default::default()
                 }),
                 body_full(job.tar.into()),
-            )
-            .await
-            .map_err(|e| self.err(format!("copy files into volume '{}'", job.volume), e));
+            ),
+        )
+        .await
+        .map_err(|e| self.err(format!("copy files into volume '{}'", job.volume), e));
         // The helper goes whatever happened; its volume stays.
         let removed = self.remove_container(&created.id, true).await;
         if let (Err(_), Err(e)) = (&upload, &removed) {
