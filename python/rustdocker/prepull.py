@@ -5,14 +5,14 @@ The pull itself runs in the core, detached from Python (nothing is left awaiting
 exits), through the same one-pull-per-image registry as the starts: a start that needs an image
 the pre-pull is pulling joins that pull and shows its progress.
 
-When the hub starts: JupyterHub imports the spawner class while it loads its configuration,
-inside its event loop; `schedule_at_hub_start` (called at that import) then schedules the
-pre-pull for once the hub is set up. A spawner made outside a hub never starts it.
+When the hub starts: right after JupyterHub's `init_spawners` step (see
+`schedule_at_hub_start`). A spawner made outside a hub never starts it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -134,20 +134,43 @@ async def _pre_pull_for(app: Any, base: type[PrePull]) -> None:
 
 
 def schedule_at_hub_start(base: type[PrePull]) -> None:
-    """If a JupyterHub is starting in this process (its event loop runs and its instance
-    exists), start the pre-pull once it is set up. Called when the spawner module is imported;
-    does nothing elsewhere (tests, scripts)."""
+    """Start the pre-pull when a JupyterHub in this process has set up its spawners. Called
+    when the spawner module is imported; does nothing outside a hub (tests, scripts).
+
+    JupyterHub has no start-up hook for spawners, and it imports every installed spawner
+    before its event loop runs (to list them), so this wraps its `init_spawners` step (the one
+    that restores the running servers at start-up) to schedule the pre-pull right after it; the
+    step itself is unchanged. If a JupyterHub lacks that step, the first spawner made starts it
+    instead (`start_pre_pull_once`)."""
+    try:
+        from jupyterhub.app import JupyterHub
+    except ImportError:  # pragma: no cover - jupyterhub is a dependency
+        return
+    original = getattr(JupyterHub, "init_spawners", None)
+    if original is None or getattr(original, "_rustdocker_pre_pull", False):
+        return
+
+    @functools.wraps(original)
+    async def init_spawners(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            start_pre_pull_once(self, base)
+
+    init_spawners._rustdocker_pre_pull = True  # type: ignore[attr-defined]
+    JupyterHub.init_spawners = init_spawners
+
+
+def start_pre_pull_once(app: Any, base: type[PrePull]) -> None:
+    """Schedules the pre-pull for `app` (a JupyterHub), once per process, on the running loop."""
     global _scheduled
     if _scheduled:
         return
     try:
         loop = asyncio.get_running_loop()
-        from jupyterhub.app import JupyterHub
-    except (RuntimeError, ImportError):
-        return
-    if not JupyterHub.initialized():
+    except RuntimeError:
         return
     _scheduled = True
-    task = loop.create_task(_pre_pull_for(JupyterHub.instance(), base))
+    task = loop.create_task(_pre_pull_for(app, base))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
