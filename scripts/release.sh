@@ -71,6 +71,12 @@ export PATH=$ROOT/.venv/bin:$PATH
 version=$(cargo metadata --no-deps --format-version 1 --manifest-path Cargo.toml |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 log "rustdocker $version: ${targets[*]} and the sdist, into dist/"
+# The sdist takes the files git does not ignore, committed or not: a release comes from a clean
+# checkout of its tag.
+if git rev-parse --git-dir >/dev/null 2>&1 && [[ -n $(git status --porcelain 2>/dev/null) ]]; then
+    echo "release: warning: uncommitted or untracked files; the sdist will hold them:" >&2
+    git status --short >&2
+fi
 rm -rf dist
 mkdir dist
 
