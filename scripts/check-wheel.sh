@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The release wheel as an operator meets it (`pip install rustdocker`): the host's wheel in dist/
-# (scripts/release.sh builds it when dist/ has none).
+# The release wheel as an operator meets it (`pip install rustdocker`): the manylinux wheel of
+# this machine's architecture in dist/ (scripts/release.sh builds it when dist/ has none).
 #   1. auditwheel accepts its platform tag: the libraries and symbol versions it needs are
-#      within what the tag in its name (manylinux_2_17, or musllinux_1_2) promises;
+#      within what the tag in its name (manylinux_2_17) promises;
 #   2. it installs into a fresh venv whose PATH has no Rust toolchain (only the docker CLI);
 #   3. from there, the package metadata agrees with rustdocker.__version__, the JupyterHub
 #      entry point loads, and a real spawn works against the engine (scripts/smoke-spawn.py:
@@ -16,10 +16,10 @@ die() { echo "check-wheel: $*" >&2; exit 1; }
 
 arch=$(uname -m)
 shopt -s nullglob
-wheels=(dist/rustdocker-*-abi3-*linux*_"$arch".whl)
+wheels=(dist/rustdocker-*-abi3-*manylinux*_"$arch".whl)
 if ((${#wheels[@]} == 0)); then
     bash scripts/release.sh
-    wheels=(dist/rustdocker-*-abi3-*linux*_"$arch".whl)
+    wheels=(dist/rustdocker-*-abi3-*manylinux*_"$arch".whl)
 fi
 ((${#wheels[@]} == 1)) || die "expected one $arch wheel in dist/, found ${#wheels[@]}"
 wheel=${wheels[0]}
@@ -31,18 +31,18 @@ platform=${platform%.whl}
 log "$name ($(stat -c %s "$wheel") bytes)"
 tag=""
 for t in ${platform//./ }; do
-    if [[ $t == manylinux_2_17_"$arch" || $t == musllinux_1_2_"$arch" ]]; then tag=$t; fi
+    if [[ $t == manylinux_2_17_"$arch" ]]; then tag=$t; fi
 done
-[[ -n $tag ]] || die "$name: platform tags '$platform' are not the release's (manylinux_2_17 or musllinux_1_2)"
+[[ -n $tag ]] || die "$name: platform tags '$platform' are not the release's (manylinux_2_17)"
 
 log "auditwheel show"
 [[ -x .venv/bin/auditwheel ]] || .venv/bin/pip install -q "auditwheel>=6"
 report=$(.venv/bin/auditwheel show "$wheel")
 echo "$report" | sed '/^$/d; s/^/    /'
-# auditwheel names the most compatible tag the wheel's contents allow ("This constrains the
-# platform tag to ..."): it must be the one the wheel claims, or the index's users on that
-# glibc (or musl) would install a wheel that cannot load.
-grep -q "constrains the platform tag to \"$tag\"" <<<"$(tr '\n' ' ' <<<"$report")" ||
+# auditwheel names the most compatible tag the wheel's contents allow ("is consistent with the
+# following platform tag: ..."): it must be the one the wheel claims, or users on that glibc
+# would install a wheel that cannot load.
+grep -q "consistent with the following platform tag: \"$tag\"" <<<"$(tr '\n' ' ' <<<"$report")" ||
     die "auditwheel does not confirm $tag for $name"
 echo "    auditwheel confirms $tag"
 
@@ -64,5 +64,6 @@ env -i PATH="$clean_path" HOME="$HOME" PIP_CERT="${PIP_CERT:-}" \
     "$venv/bin/pip" install -q "$wheel"
 
 log "smoke test: a real spawn from the installed wheel"
+bash images/build-tiny.sh >/dev/null # the test image, if this machine lacks it
 env -i PATH="$clean_path" HOME="$HOME" "$venv/bin/python" scripts/smoke-spawn.py
 echo "wheel OK: $name installs without a Rust toolchain and spawns on the engine"
