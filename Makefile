@@ -2,7 +2,7 @@
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 PY := .venv/bin/python
 
-.PHONY: setup dev lint test test-fast test-e2e test-faults wheel run bench fuzz
+.PHONY: setup dev lint test test-fast test-e2e test-faults wheel dist check-dist run bench fuzz
 
 setup:
 	bash scripts/setup.sh
@@ -13,8 +13,8 @@ dev:
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets --quiet -- -D warnings
-	$(PY) -m ruff check python tests bench examples
-	$(PY) -m ruff format --check python tests bench examples
+	$(PY) -m ruff check python tests bench examples scripts
+	$(PY) -m ruff format --check python tests bench examples scripts
 	$(PY) -m mypy
 
 test:
@@ -34,8 +34,20 @@ test-faults:
 	bash scripts/setup-e2e.sh
 	$(PY) -m pytest tests/faults -q
 
+# The developer's wheel, for this machine (into $(CARGO_TARGET_DIR)/wheels).
 wheel:
-	.venv/bin/maturin build --release -o dist
+	.venv/bin/maturin build --release -o $(CARGO_TARGET_DIR)/wheels
+
+# What a release uploads, into dist/: the manylinux2014 abi3 wheel (zig) and the sdist.
+# Other platforms: scripts/release.sh --target TRIPLE ... (see its header).
+dist:
+	bash scripts/release.sh
+
+# The release artefacts as users meet them (CI runs these): auditwheel, a fresh venv without
+# Rust and a real spawn; the sdist's file list, its build from scratch and its tests.
+check-dist:
+	bash scripts/check-wheel.sh
+	bash scripts/check-sdist.sh
 
 run:
 	bash scripts/run-hub.sh

@@ -36,18 +36,21 @@ if [[ ! -x .venv/bin/python ]]; then
     log "creating .venv"
     python3 -m venv .venv
 fi
-log "installing Python build and test dependencies"
+log "installing the build tool (maturin)"
 .venv/bin/pip install -q --upgrade "pip>=23" >/dev/null
-.venv/bin/pip install -q "maturin>=1.9,<2" "jupyterhub>=5" "pytest>=8" "pytest-asyncio>=0.23" \
-    "hypothesis>=6" ruff mypy
-# The tests run against the wheel users install, not an editable build; check-wheel.sh then
-# installs this same wheel into a fresh venv.
+.venv/bin/pip install -q "maturin>=1.9,<2"
+# The tests run against the wheel users install, not an editable build. This is the developer's
+# wheel (tagged for this machine's glibc), in the target directory: dist/ holds only what
+# scripts/release.sh builds for a release.
 log "building the rustdocker wheel (release) and installing it into .venv"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-rm -rf dist
-.venv/bin/maturin build --release -q -o dist 2>&1 | grep -v '^Requirement already satisfied' || true
-.venv/bin/pip install -q --force-reinstall --no-deps dist/rustdocker-*-abi3-*.whl
-.venv/bin/pip install -q dist/rustdocker-*-abi3-*.whl # its dependencies, if any are missing
+wheels=$CARGO_TARGET_DIR/wheels
+rm -f "$wheels"/rustdocker-*.whl
+.venv/bin/maturin build --release -q -o "$wheels" 2>&1 | grep -v '^Requirement already satisfied' || true
+wheel=$(ls "$wheels"/rustdocker-*-abi3-*.whl)
+.venv/bin/pip install -q --force-reinstall --no-deps "$wheel"
+# Its dependencies and the test and lint extras (pyproject.toml's lists are the only ones).
+.venv/bin/pip install -q "${wheel}[test,lint]"
 .venv/bin/python -c 'import rustdocker._core' # fails loudly if the build did not land
 
 log "building the tiny test image"
