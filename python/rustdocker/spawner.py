@@ -343,12 +343,13 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
     async def _poll_engine(self) -> int | None:
         """`poll()`'s answer from the engine (which may raise): a dict lookup in the hub-wide
         events-driven cache; an inspect only when the cache is not synced or does not follow
-        this container (one rustdocker did not create)."""
+        this container (one rustdocker did not create). Right after the hub (re)starts, the
+        cache's first listing is awaited rather than inspecting every server."""
         client = await self.docker_client()
         key = self.object_id or self.object_name
         status = client.cached_status(key)
         if status is None:
-            status = await client.container_status(key)
+            status = await client.polled_status(key)
         if status is None or not status.owned_by(
             self._labels(), self._state_records_container, self.object_id or None
         ):
@@ -356,4 +357,28 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
             return 0
         if status.running:
             return None
+        if self.remove:
+            await self._remove_exited(status.id)
         return int(status.exit_code)
+
+    async def _remove_exited(self, container_id: str) -> None:
+        """With `remove`, a container that exited on its own (crashed, killed or stopped from
+        outside) is removed, with its anonymous volumes, when a poll finds it: the hub calls
+        stop() only for a server that poll() says is running, so nothing else would (DockerSpawner
+        leaves it to the engine's AutoRemove). Under the lock of its name, so a start of the same
+        server is never raced; its id, so only that container."""
+        client = await self.docker_client()
+        try:
+            await client.remove_stopped_server(
+                self.object_name,
+                self._labels(),
+                target=container_id,
+                adopt_unlabelled=self._state_records_container,
+            )
+        except Exception as e:
+            self.log.warning(
+                "%s: its exited container %s was not removed: %s",
+                self._log_name,
+                container_id[:12],
+                e,
+            )
