@@ -204,6 +204,7 @@ class Soak:
             self.spawns.append(spawn)
             t0 = time.monotonic()
             post = asyncio.ensure_future(self.post(session, spawn))
+            cancel_status = 0
             if plan == "cancel":
                 # A random moment into the spawn, while the request is still open: usually while
                 # the server is pending.
@@ -216,6 +217,7 @@ class Soak:
                     await asyncio.wait([progress], timeout=0.05)
                     spawn.cancel_sent = not progress.done()
                     async with session.delete(server, headers=headers) as r:
+                        cancel_status = r.status
                         if r.status not in (202, 204):
                             spawn.notes.append(f"DELETE: HTTP {r.status}: {(await r.text())[:200]}")
                 try:
@@ -224,6 +226,14 @@ class Soak:
                     spawn.outcome = "unknown"
                     spawn.message = "no outcome in 200 s"
                 await asyncio.wait([post], timeout=60)
+                if plan == "cancel" and cancel_status not in (202, 204):
+                    # The hub refused the cancel (JupyterHub gives a cancelled spawn 1 s to end,
+                    # then answers 500 'pending spawn'): stop it again, as the user would.
+                    async with session.delete(server, headers=headers) as r:
+                        spawn.notes.append(f"DELETE again: HTTP {r.status}")
+                    if spawn.outcome == "ready":
+                        spawn.outcome = "cancel refused"
+                        spawn.message = f"the hub refused the cancel ({cancel_status})"
                 if plan != "cancel" and spawn.outcome == "ready":
                     await asyncio.sleep(rng.uniform(1, 15))
                     if plan == "kill":
@@ -382,7 +392,7 @@ def report(soak: Soak, leaks: dict[str, Any]) -> tuple[str, bool]:
     unclear = [
         s
         for s in soak.spawns
-        if s.outcome in ("unknown", "unfinished", "")
+        if s.outcome in ("unknown", "unfinished", "", "cancel refused")
         or (s.outcome in ("failed", "cancelled", "refused") and not s.message.strip())
     ]
     notes = [f"{s.user}: {n}" for s in soak.spawns for n in s.notes]
