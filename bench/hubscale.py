@@ -190,11 +190,22 @@ class Run:
         database work), and starts again a server whose spawn failed, as its user would."""
 
         async def post(user: str) -> None:
-            async with session.post(
-                hub.url + f"/users/{user}/server", json={}, headers=hub.headers
-            ) as r:
-                if r.status not in (201, 202, 400):  # 400: already running or pending
-                    raise RuntimeError(f"POST {user}: HTTP {r.status}: {await r.text()}")
+            # A failure is retried below; 400 means already running or pending.
+            try:
+                async with session.post(
+                    hub.url + f"/users/{user}/server", json={}, headers=hub.headers
+                ) as r:
+                    if r.status not in (201, 202, 400):
+                        log(f"POST {user}: HTTP {r.status}: {(await r.text())[:200]}")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                log(f"POST {user}: {e!r}")
+
+        async def in_state(state: str) -> set[str]:
+            for _ in range(20):
+                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                    return await hub.users_in_state(session, state)
+                await asyncio.sleep(1)
+            return await hub.users_in_state(session, state)
 
         t0 = time.perf_counter()
         retried = 0
@@ -202,10 +213,10 @@ class Run:
             group = set(users[k : k + batch])
             await asyncio.gather(*(post(u) for u in group))
             while True:
-                ready = await hub.users_in_state(session, "ready") & group
+                ready = await in_state("ready") & group
                 if ready == group:
                     break
-                failed = group - ready - await hub.users_in_state(session, "active")
+                failed = group - ready - await in_state("active")
                 for user in failed:
                     retried += 1
                     await post(user)

@@ -281,6 +281,8 @@ async def start_and_cancel(
         await task
     except asyncio.CancelledError:
         landed = True
+        # The undo may outlast the cancellation (CANCEL_GRACE), under the name's lock.
+        await (await s.docker_client()).wait_idle(s.object_name)
     else:
         landed = False
     # The hub (its start_timeout) gets its answer promptly: the half-done start is undone at
@@ -314,6 +316,7 @@ async def test_cancelled_start_leaves_no_container(unique: str, proxy: CountingP
     # start_timeout, the way JupyterHub applies it.
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(s.start(), timeout=0.01)
+    await (await s.docker_client()).wait_idle(name)
     assert not exists("container", name)
 
 

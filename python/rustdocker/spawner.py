@@ -22,6 +22,7 @@ container spec's rules live in the native module ``rustdocker._core``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import shlex
@@ -40,6 +41,10 @@ from .loopshare import _loop_share
 from .servers import Servers
 
 _T = TypeVar("_T")
+
+#: Seconds a cancelled start waits for the core to undo it before the cancellation goes on
+#: (the undo goes on under the lock of the container's name).
+CANCEL_GRACE = 0.5
 
 
 class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
@@ -163,15 +168,21 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
         """Runs a core start (`start(ticket)`) and claims its result at once (no await in
         between), so the core knows the spawner has it. If JupyterHub's start_timeout (or the
         user) cancels the start, even after the core finished it, the result is abandoned: the
-        core undoes the start, and this waits until it has, so the next start finds a clean
-        slate. The ticket is this call's own: another server's start of a container of the same
-        name (a collision of templates) never settles this one."""
+        core undoes the start under the lock of the container's name, which the next start or
+        stop of the server takes, so it finds a clean slate. The cancellation waits for the
+        undo at most `CANCEL_GRACE` seconds: JupyterHub's DELETE of a pending spawn gives the
+        cancellation 1 s, then stops the server, and if the spawn is still pending then it
+        answers 500 and keeps the server as running with no container (bench/soak.py found it
+        on a loaded machine, where an undo takes seconds). The ticket is this call's own:
+        another server's start of a container of the same name (a collision of templates)
+        never settles this one."""
         ticket = secrets.token_hex(16)
         try:
             result = await start(ticket)
         except asyncio.CancelledError:
             client.settle(ticket, False)
-            await client.wait_idle(name)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(client.wait_idle(name), CANCEL_GRACE)
             raise
         if not client.settle(ticket, True):
             raise RuntimeError(
