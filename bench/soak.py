@@ -275,8 +275,9 @@ class Soak:
                 self.errors.append(f"{name}: the churn did not pause in 300 s")
                 break
             await asyncio.sleep(0.5)
-        for user in users:
-            await self.until_inactive(session, user, 60)
+        stopped = await asyncio.gather(*(self.until_inactive(session, u, 60) for u in users))
+        # A server the hub still holds as running after its stop (see `cancel refused`).
+        stuck = [u for u, ok in zip(users, stopped, strict=True) if not ok]
         log(f"{name}: churn paused, all servers stopped; settling {self.args.settle:.0f} s")
         await asyncio.sleep(self.args.settle)
         readings = []
@@ -285,7 +286,12 @@ class Soak:
             await asyncio.sleep(1)
         rss = statistics.median(r[0] for r in readings)
         fds = statistics.median(r[1] for r in readings)
-        self.quiet[name] = {"at": time.monotonic() - self.t0, "rss_kib": rss, "fds": fds}
+        self.quiet[name] = {
+            "at": time.monotonic() - self.t0,
+            "rss_kib": rss,
+            "fds": fds,
+            "held_as_running": stuck,
+        }
         log(f"{name}: hub RSS {rss / 1024:.1f} MiB, {fds:.0f} open fds")
         self.paused = False
         self.resume.set()
