@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,6 +52,7 @@ c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 120
 c.JupyterHub.log_level = "INFO"
 {spawner_config}
+{extra_config}
 """
 
 SPAWNER_CONFIG = {
@@ -65,8 +67,33 @@ c.MinimalSpawner.image = {image!r}
 c.MinimalSpawner.bench_id = {bench_id!r}
 c.MinimalSpawner.prefix = {prefix!r}
 """,
+    # DockerSpawner cannot label its containers: the label goes in through extra_create_kwargs.
+    "dockerspawner": """\
+c.DockerSpawner.image = {image!r}
+c.DockerSpawner.remove = True
+c.DockerSpawner.prefix = {prefix!r}
+c.DockerSpawner.extra_create_kwargs = {{"labels": {{"org.rustdocker.hub": {bench_id!r}}}}}
+""",
 }
-SPAWNER_CLASS = {"rustdocker": "rustdocker.Spawner", "minimal": "minimal_spawner.MinimalSpawner"}
+SPAWNER_CLASS = {
+    "rustdocker": "rustdocker.Spawner",
+    "minimal": "minimal_spawner.MinimalSpawner",
+    "dockerspawner": "dockerspawner.DockerSpawner",
+}
+# The engine each spawner talks to (the counting proxy's socket), in its own setting.
+DOCKER_HOST_CONFIG = {
+    "rustdocker": "c.DockerSpawner.docker_host = {url!r}\n",
+    "minimal": "c.MinimalSpawner.docker_socket = {path!r}\n",
+    "dockerspawner": 'c.DockerSpawner.client_kwargs = {{"base_url": {url!r}}}\n',
+}
+# A configurable-http-proxy the benchmark runs itself (`external_proxy`): it outlives the hub,
+# as in a deployment where the hub restarts and the proxy keeps routing users to their servers.
+EXTERNAL_PROXY_CONFIG = """\
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.auth_token = {token!r}
+c.JupyterHub.cleanup_servers = False
+c.JupyterHub.cleanup_proxy = False
+"""
 
 
 def free_port() -> int:
@@ -76,37 +103,101 @@ def free_port() -> int:
 
 
 class Hub:
+    """A JupyterHub process with `kind`'s spawner (rustdocker, minimal or dockerspawner).
+
+    `python`: the interpreter whose venv's `jupyterhub` runs (DockerSpawner's own venv for
+    dockerspawner). `docker_socket`: the engine socket the spawner talks to (the counting
+    proxy's). `external_proxy`: configurable-http-proxy is started by this object, not by the
+    hub, and the hub leaves servers and proxy running when it stops, so `restart()` is a hub
+    restart with everything else kept. `extra_config`: more lines of jupyterhub_config.py.
+    """
+
     def __init__(
-        self, kind: str, workdir: Path, bench_id: str, prefix: str, image: str, log: Path
+        self,
+        kind: str,
+        workdir: Path,
+        bench_id: str,
+        prefix: str,
+        image: str,
+        log: Path,
+        *,
+        python: str | None = None,
+        docker_socket: str | None = None,
+        external_proxy: bool = False,
+        extra_config: str = "",
     ) -> None:
         self.kind = kind
         self.workdir = workdir
         self.token = uuid.uuid4().hex
         self.port = free_port()
+        self.hub_port = free_port()
+        self.api_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/hub/api"
         self.log = log
+        self.python = python or sys.executable
         self.proc: subprocess.Popen[bytes] | None = None
+        self.chp: subprocess.Popen[bytes] | None = None
+        self.proxy_token = uuid.uuid4().hex if external_proxy else ""
         workdir.mkdir(parents=True, exist_ok=True)
         spawner_config = SPAWNER_CONFIG[kind].format(image=image, bench_id=bench_id, prefix=prefix)
+        if docker_socket:
+            spawner_config += DOCKER_HOST_CONFIG[kind].format(
+                url=f"unix://{docker_socket}", path=docker_socket
+            )
+        if external_proxy:
+            extra_config = EXTERNAL_PROXY_CONFIG.format(token=self.proxy_token) + extra_config
         (workdir / "jupyterhub_config.py").write_text(
             CONFIG.format(
                 bench_dir=str(BENCH_DIR),
                 port=self.port,
-                hub_port=free_port(),
-                api_port=free_port(),
+                hub_port=self.hub_port,
+                api_port=self.api_port,
                 workdir=workdir,
                 token=self.token,
                 spawner_class=SPAWNER_CLASS[kind],
                 spawner_config=spawner_config,
+                extra_config=extra_config,
             )
         )
+
+    @property
+    def pid(self) -> int | None:
+        """The hub process's pid (the venv's `jupyterhub` script execs its Python)."""
+        return None if self.proc is None else self.proc.pid
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"}
 
+    def start_proxy(self) -> None:
+        """The external configurable-http-proxy (see `external_proxy`)."""
+        chp = shutil.which("configurable-http-proxy")
+        if chp is None:
+            raise RuntimeError("configurable-http-proxy is missing: npm install -g it")
+        hub = f"http://127.0.0.1:{self.hub_port}"
+        with self.log.with_suffix(".proxy.log").open("ab") as log:
+            self.chp = subprocess.Popen(
+                [
+                    chp,
+                    "--ip=127.0.0.1",
+                    f"--port={self.port}",
+                    "--api-ip=127.0.0.1",
+                    f"--api-port={self.api_port}",
+                    f"--default-target={hub}",
+                    f"--error-target={hub}/hub/error",
+                    "--log-level=warn",
+                ],
+                env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": self.proxy_token},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
     def start(self) -> None:
-        jupyterhub = str(Path(sys.executable).parent / "jupyterhub")
+        if self.proxy_token and self.chp is None:
+            self.start_proxy()
+        jupyterhub = str(Path(self.python).parent / "jupyterhub")
         with self.log.open("ab") as log:
             # A session of its own: the hub and the proxy it starts are one process group,
             # which `stop` can end as a whole.
@@ -118,6 +209,19 @@ class Hub:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def stop_hub(self, timeout: float = 60) -> None:
+        """Stops the hub process alone (SIGTERM, as a service manager does)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
 
     async def wait_up(self, session: aiohttp.ClientSession, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -143,7 +247,7 @@ class Hub:
 
     async def users_in_state(self, session: aiohttp.ClientSession, state: str) -> set[str]:
         async with session.get(
-            self.url + f"/users?state={state}&limit=200", headers=self.headers
+            self.url + f"/users?state={state}&limit=1000", headers=self.headers
         ) as r:
             r.raise_for_status()
             return {u["name"] for u in await r.json()}
@@ -154,6 +258,7 @@ class Hub:
         """All users' servers started at once; the time until every one is ready; then all
         stopped at once and the time until none is active."""
         errors: list[str] = []
+        failed: set[str] = set()
 
         async def request(method: str, user: str) -> None:
             async with session.request(
@@ -161,17 +266,27 @@ class Hub:
             ) as r:
                 if r.status not in (201, 202, 204):
                     errors.append(f"{method} {user}: HTTP {r.status}: {(await r.text())[:200]}")
+                    failed.add(user)
 
         wanted = set(users)
         t0 = time.perf_counter()
         posts = asyncio.gather(*(request("POST", u) for u in users))
         ready_at: dict[str, float] = {}
         post_task = asyncio.ensure_future(posts)
+        last_active_check = 0.0
         while len(ready_at) < len(users):
             now = time.perf_counter() - t0
             for name in (await self.users_in_state(session, "ready")) & wanted:
                 ready_at.setdefault(name, now)
-            if now > timeout or (post_task.done() and errors):
+            if post_task.done() and now - last_active_check > 1.0:
+                # A spawn that failed after its request was answered (202): no longer pending,
+                # never ready.
+                last_active_check = now
+                active = await self.users_in_state(session, "active")
+                for name in wanted - set(ready_at) - active - failed:
+                    errors.append(f"{name}: the spawn ended without the server being ready")
+                    failed.add(name)
+            if now > timeout or (post_task.done() and len(ready_at) + len(failed) >= len(users)):
                 break
             await asyncio.sleep(0.05)
         start_wall = max(ready_at.values()) if ready_at else float("nan")
@@ -193,15 +308,16 @@ class Hub:
         }
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(60)
-        # Whatever is left of the hub's own process group (the proxy it started).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        self.proc = None
+        """Stops the hub, whatever is left of its process group (the proxy it started) and the
+        external proxy."""
+        if self.proc is not None:
+            pid = self.proc.pid
+            self.stop_hub()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+        if self.chp is not None:
+            if self.chp.poll() is None:
+                self.chp.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.chp.wait(10)
+            self.chp = None

@@ -332,6 +332,19 @@ impl PyDockerClient {
         })
     }
 
+    /// The state of a container for a poll: from the events cache once synced (a new
+    /// connection's first sync is awaited, up to 10 s), else inspected; awaitable of
+    /// `ContainerStatus` or None when it does not exist.
+    fn polled_status<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        awaitable(py, "DockerClient.polled_status", async move {
+            Ok(engine
+                .polled_status(&name)
+                .await?
+                .map(PyContainerStatus::from))
+        })
+    }
+
     /// The engine's inspect of container `name` as JSON, or None when it does not exist or is
     /// not the server's whose labels are `labels` (`ContainerStatus.owned_by`).
     #[pyo3(signature = (name, labels, adopt_unlabelled=false))]

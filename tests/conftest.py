@@ -279,6 +279,7 @@ class FakeClient:
             "stop_server": None,
             "remove_container": None,
             "container_status": None,
+            "polled_status": None,
             "cached_status": None,
             "container_address": None,
             "start_service": ("fake-service", "127.0.0.1", 32768, []),

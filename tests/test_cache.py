@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,4 +216,45 @@ async def test_get_url_after_a_hub_restart_makes_no_api_call(unique: str, tmp_pa
             f"http://{ip}:{port}/user/{s.user.name}/"
             for (ip, port), s in zip(addresses, spawners, strict=True)
         ]
+        await asyncio.gather(*(s.stop() for s in restarted))
+
+
+@pytest.mark.docker
+async def test_a_restarted_hub_reattaches_its_servers_with_a_handful_of_calls(
+    unique: str, tmp_path: Path
+) -> None:
+    """A restarted hub checks every server at once, right after connecting: for each, poll()
+    and then get_url() (jupyterhub/app.py, `check_spawner`). The new connection's cache has not
+    listed yet; waiting for its first listing answers them all, where inspecting would cost
+    two calls per server (bench/hubscale.py restart: 600 for 300 servers)."""
+    from jupyterhub import orm
+
+    n = 20
+    async with CountingProxy(tmp_path / "before.sock") as before:
+        spawners = [
+            make_spawner(f"{unique}-{i}", docker_host=before.url, remove=True) for i in range(n)
+        ]
+        addresses = await asyncio.gather(*(s.start() for s in spawners))
+    # A new hub process: a new connection (another socket), hence a new client and cache.
+    async with CountingProxy(tmp_path / "after.sock") as after:
+        restarted = []
+        for s in spawners:
+            again = make_spawner(s.user.name, docker_host=after.url, remove=True)
+            again.load_state(s.get_state())
+            again.orm_spawner.server = orm.Server(
+                proto="http", ip="", port=0, base_url=f"/user/{s.user.name}/", cookie_name="c"
+            )
+            restarted.append(again)
+
+        async def check(spawner: Any) -> tuple[int | None, str]:
+            return await spawner.poll(), await spawner.get_url()
+
+        checked = await asyncio.gather(*(check(s) for s in restarted))
+        assert checked == [
+            (None, f"http://{ip}:{port}/user/{s.user.name}/")
+            for (ip, port), s in zip(addresses, spawners, strict=True)
+        ]
+        # Connecting, the engine's clock, one listing, one events stream: no per-server call.
+        assert after.counts["GET /containers/{id}/json"] == 0, after.requests
+        assert sum(after.counts.values()) <= 6, after.requests
         await asyncio.gather(*(s.stop() for s in restarted))

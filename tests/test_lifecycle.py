@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
 import time
 
 import pytest
@@ -17,6 +19,7 @@ from rustdocker import DockerSpawner
 from conftest import (
     LABEL_HUB,
     SESSION_HUB_ID,
+    TINY_IMAGE,
     CountingProxy,
     FakeClient,
     container_exec,
@@ -70,13 +73,14 @@ async def test_poll_reads_the_cache_before_asking_the_engine(fake_client: FakeCl
     fake_client.answers["cached_status"] = fake_status(running=True)
     assert await s.poll() is None
     assert [c.method for c in fake_client.calls] == ["cached_status"]
-    # A container the cache does not follow: one inspect.
+    # A container the cache does not know yet: the core's polled status (the first sync, or
+    # an inspect).
     fake_client.answers["cached_status"] = None
-    fake_client.answers["container_status"] = fake_status(running=False, exit_code=3)
+    fake_client.answers["polled_status"] = fake_status(running=False, exit_code=3)
     assert await s.poll() == 3
-    assert [c.method for c in fake_client.calls[1:]] == ["cached_status", "container_status"]
+    assert [c.method for c in fake_client.calls[1:]] == ["cached_status", "polled_status"]
     # Gone: 0, as DockerSpawner reports it.
-    fake_client.answers["container_status"] = None
+    fake_client.answers["polled_status"] = None
     assert await s.poll() == 0
 
 
@@ -220,6 +224,49 @@ async def test_remove_true_removes_container_and_leftover(unique: str) -> None:
 
 
 @pytest.mark.docker
+async def test_remove_true_removes_a_container_that_died_when_poll_finds_it(unique: str) -> None:
+    """The hub never calls stop() for a server poll() reports dead (jupyterhub/user.py,
+    `User.stop`): with remove=True the poll that finds it removes it, with its anonymous
+    volumes, or it would stay on the engine once the hub forgets the server (bench/soak.py
+    found them)."""
+    # The tiny image with a VOLUME: every container gets an anonymous volume.
+    image = f"rustdocker/tiny-volume:{unique.lower()}"
+    subprocess.run(
+        ["docker", "build", "-q", "-t", image, "-"],
+        input=f"FROM {TINY_IMAGE}\nVOLUME /home/jovyan/work\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
+    try:
+        await _killed_servers_after_poll(unique, image)
+    finally:
+        docker("rmi", "-f", image, check=False)
+
+
+async def _killed_servers_after_poll(unique: str, image: str) -> None:
+    s = make_spawner(unique, remove=True, image=image)
+    keep = make_spawner(f"{unique}-keep")
+    await asyncio.gather(s.start(), keep.start())
+    [volume] = [m["Name"] for m in inspect("container", s.object_name)["Mounts"]]
+    docker("kill", s.object_name, keep.object_name)
+
+    async def found_dead(spawner: DockerSpawner) -> bool:
+        return await spawner.poll() is not None
+
+    await wait_for(lambda: found_dead(s), 10, "poll() sees the killed server")
+    assert not exists("container", s.object_name)
+    assert not exists("volume", volume)
+    assert await s.poll() == 0
+    # remove=False keeps it, as a stop would.
+    await wait_for(lambda: found_dead(keep), 10, "poll() sees the other killed server")
+    assert await keep.poll() == 137
+    assert inspect("container", keep.object_name)["State"]["Status"] == "exited"
+    await keep.stop()
+
+
+@pytest.mark.docker
 async def test_state_round_trip_after_hub_restart(unique: str) -> None:
     s = make_spawner(unique)
     await s.start()
@@ -258,6 +305,8 @@ async def start_and_cancel(
         await task
     except asyncio.CancelledError:
         landed = True
+        # The undo may outlast the cancellation (CANCEL_GRACE), under the name's lock.
+        await (await s.docker_client()).wait_idle(s.object_name)
     else:
         landed = False
     # The hub (its start_timeout) gets its answer promptly: the half-done start is undone at
@@ -291,6 +340,7 @@ async def test_cancelled_start_leaves_no_container(unique: str, proxy: CountingP
     # start_timeout, the way JupyterHub applies it.
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(s.start(), timeout=0.01)
+    await (await s.docker_client()).wait_idle(name)
     assert not exists("container", name)
 
 

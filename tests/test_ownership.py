@@ -242,6 +242,8 @@ async def test_a_start_cancelled_at_any_moment_is_never_untracked(unique: str) -
             outcomes["finished"] += 1
         except asyncio.CancelledError:
             outcomes["cancelled"] += 1
+            # The undo may outlast the cancellation (CANCEL_GRACE), under the name's lock.
+            await (await s.docker_client()).wait_idle(name)
         if exists("container", name):
             info = inspect("container", name)
             assert task.done() and not task.cancelled(), (

@@ -173,9 +173,12 @@ async def test_a_cancelled_pull_ends_the_start_within_two_seconds(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - cancelled_at < 2.5
+    client = await s.docker_client()
+    await client.wait_idle(s.object_name)
     assert not exists("container", s.object_name)
     # start_timeout, as JupyterHub applies it, on the same stalled pull.
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(make_spawner(unique, image=image).start(), timeout=1)
+    await client.wait_idle(s.object_name)
     assert not exists("container", s.object_name)
     docker("rmi", "-f", image, check=False)

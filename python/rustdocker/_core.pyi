@@ -163,6 +163,10 @@ class DockerClient:
         """Remove a container, never its volumes; a missing container is fine."""
     def container_status(self, name: str) -> Awaitable[ContainerStatus | None]:
         """The container's state, or None when it does not exist."""
+    def polled_status(self, name: str) -> Awaitable[ContainerStatus | None]:
+        """The container's state for a poll: from the events cache once it is synced (a new
+        connection's first sync is awaited, up to 10 s), else inspected; None when it does not
+        exist."""
     def inspect_container(
         self, name: str, labels: dict[str, str], adopt_unlabelled: bool = False
     ) -> Awaitable[str | None]:

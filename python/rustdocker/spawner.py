@@ -25,6 +25,7 @@ container spec's rules live in the native module ``rustdocker._core``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import shlex
@@ -45,6 +46,10 @@ from .progress import Progress
 from .servers import Servers
 
 _T = TypeVar("_T")
+
+#: Seconds a cancelled start waits for the core to undo it before the cancellation goes on
+#: (the undo goes on under the lock of the container's name).
+CANCEL_GRACE = 0.5
 
 
 class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSettings, Spawner):
@@ -180,10 +185,15 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
         """Runs a core start (`start(ticket)`) and claims its result at once (no await in
         between), so the core knows the spawner has it. If JupyterHub's start_timeout (or the
         user) cancels the start, even after the core finished it, the result is abandoned: the
-        core undoes the start, and this waits until it has, so the next start finds a clean
-        slate. The ticket is this call's own: another server's start of a container of the same
-        name (a collision of templates) never settles this one. The start's progress is
-        readable by the ticket while it runs (see progress.py)."""
+        core undoes the start under the lock of the container's name, which the next start or
+        stop of the server takes, so it finds a clean slate. The cancellation waits for the
+        undo at most `CANCEL_GRACE` seconds: JupyterHub's DELETE of a pending spawn gives the
+        cancellation 1 s, then stops the server, and if the spawn is still pending then it
+        answers 500 and keeps the server as running with no container (bench/soak.py found it
+        on a loaded machine, where an undo takes seconds). The ticket is this call's own:
+        another server's start of a container of the same name (a collision of templates)
+        never settles this one. The start's progress is readable by the ticket while it runs
+        (see progress.py)."""
         ticket = secrets.token_hex(16)
         self._set_start_stage("core", ticket, client)
         try:
@@ -191,7 +201,8 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
         except asyncio.CancelledError:
             self._set_start_stage(None)
             client.settle(ticket, False)
-            await client.wait_idle(name)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(client.wait_idle(name), CANCEL_GRACE)
             raise
         except BaseException:
             self._set_start_stage(None)
@@ -394,12 +405,13 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
     async def _poll_engine(self) -> int | None:
         """`poll()`'s answer from the engine (which may raise): a dict lookup in the hub-wide
         events-driven cache; an inspect only when the cache is not synced or does not follow
-        this container (one rustdocker did not create)."""
+        this container (one rustdocker did not create). Right after the hub (re)starts, the
+        cache's first listing is awaited rather than inspecting every server."""
         client = await self.docker_client()
         key = self.object_id or self.object_name
         status = client.cached_status(key)
         if status is None:
-            status = await client.container_status(key)
+            status = await client.polled_status(key)
         if status is None or not status.owned_by(
             self._labels(), self._state_records_container, self.object_id or None
         ):
@@ -407,7 +419,31 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
             return 0
         if status.running:
             return None
+        if self.remove:
+            await self._remove_exited(status.id)
         return int(status.exit_code)
+
+    async def _remove_exited(self, container_id: str) -> None:
+        """With `remove`, a container that exited on its own (crashed, killed or stopped from
+        outside) is removed, with its anonymous volumes, when a poll finds it: the hub calls
+        stop() only for a server that poll() says is running, so nothing else would (DockerSpawner
+        leaves it to the engine's AutoRemove). Under the lock of its name, so a start of the same
+        server is never raced; its id, so only that container."""
+        client = await self.docker_client()
+        try:
+            await client.remove_stopped_server(
+                self.object_name,
+                self._labels(),
+                target=container_id,
+                adopt_unlabelled=self._state_records_container,
+            )
+        except Exception as e:
+            self.log.warning(
+                "%s: its exited container %s was not removed: %s",
+                self._log_name,
+                container_id[:12],
+                e,
+            )
 
 
 # A hub importing this module while it starts: its pre-pull, if configured (see prepull.py).

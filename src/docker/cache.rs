@@ -41,6 +41,12 @@ pub const SILENCE_RENEW: Duration = Duration::from_secs(25);
 /// Seconds of event history replayed on (re)subscription, to cover the gap before the listing.
 const REPLAY_SECONDS: u64 = 5;
 
+/// How long a lookup waits for a new connection's first sync before it inspects instead. A hub
+/// that restarts polls every server and asks every URL at once, right after connecting: one
+/// listing (a few hundred ms for hundreds of containers) answers them all, where inspecting
+/// would cost two calls per server. Bounded, so an engine that lists slowly only delays them.
+pub const FIRST_SYNC_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 struct Entry {
     /// Container name, without the leading `/`.
@@ -152,6 +158,9 @@ pub struct StateCache {
     maps: RwLock<Maps>,
     synced: AtomicBool,
     started: AtomicBool,
+    /// Set once the watcher's first attempt ended (synced, or the listing failed).
+    first_attempt_done: AtomicBool,
+    first_attempt: tokio::sync::Notify,
     /// Counters.
     pub stats: CacheStats,
 }
@@ -160,6 +169,30 @@ impl StateCache {
     /// Whether the cache currently mirrors the engine.
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    /// Waits, at most `limit`, until the watcher's first attempt to sync has ended (a cache
+    /// that was synced once, or whose first listing failed, returns at once): after a fresh
+    /// connection a lookup is then answered from the listing instead of an inspect.
+    pub async fn wait_first_sync(&self, limit: Duration) {
+        if !self.started.load(Ordering::Acquire) || self.first_attempt_done.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let notified = self.first_attempt.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read again: a notification in between is not lost.
+        notified.as_mut().enable();
+        if self.first_attempt_done.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, notified).await;
+    }
+
+    fn end_first_attempt(&self) {
+        if !self.first_attempt_done.swap(true, Ordering::AcqRel) {
+            self.first_attempt.notify_waiters();
+        }
     }
 
     /// The cached state of a container (by id or name); `None` when the cache is not synced or
@@ -434,6 +467,7 @@ impl Engine {
             // stops answering, and polls inspect each container from then on.
             if let Err(panic) = AssertUnwindSafe(engine.watch()).catch_unwind().await {
                 cache.synced.store(false, Ordering::Release);
+                cache.end_first_attempt();
                 let err = CoreError::from_panic("the state cache's watcher", panic.as_ref());
                 log::warn(&format!(
                     "{err}; the cache is off, polls inspect each container from now on"
@@ -466,6 +500,8 @@ impl Engine {
                 Err(e) => {
                     // After a renewal the map may be stale: stop answering from it.
                     cache.synced.store(false, Ordering::Release);
+                    // Lookups waiting for the first sync inspect instead.
+                    cache.end_first_attempt();
                     failures += 1;
                     let message = format!(
                         "state cache: {e}; polls inspect each container until it is back (next try in {} ms)",
@@ -499,6 +535,7 @@ impl Engine {
                             } else {
                                 replaying = false;
                                 cache.synced.store(true, Ordering::Release);
+                                cache.end_first_attempt();
                                 backoff = Duration::from_millis(100);
                                 log::info(&format!(
                                     "state cache: synced with the engine ({count} managed containers)"
@@ -534,6 +571,7 @@ impl Engine {
                         continue;
                     };
                     cache.synced.store(false, Ordering::Release);
+                    cache.end_first_attempt();
                     cache.stats.disconnects.fetch_add(1, Ordering::Relaxed);
                     metrics::cache_event(CacheEvent::Disconnect);
                     // Counts as the first failure: a reconnect that keeps failing is then only
@@ -614,6 +652,17 @@ impl Engine {
     #[must_use]
     pub fn cached_status(&self, key: &str) -> Option<ContainerStatus> {
         self.cache().lookup(key)
+    }
+
+    /// A container's state for a poll: from the cache once it is synced (a fresh connection's
+    /// first sync is awaited, see `FIRST_SYNC_WAIT`), else from an inspect. `None` when it does
+    /// not exist.
+    pub async fn polled_status(&self, key: &str) -> CoreResult<Option<ContainerStatus>> {
+        self.cache().wait_first_sync(FIRST_SYNC_WAIT).await;
+        if let Some(status) = self.cached_status(key) {
+            return Ok(Some(status));
+        }
+        self.container_status(key).await
     }
 
     /// The shared state cache of this connection.

@@ -816,6 +816,12 @@ impl Engine {
         // one's URL at once.
         // Not for an address on a network: connecting or disconnecting a network changes it
         // with no container event, so only an inspect knows it.
+        if !params.use_internal_ip {
+            // A restarted hub asks right after connecting: the first listing answers.
+            self.cache()
+                .wait_first_sync(super::cache::FIRST_SYNC_WAIT)
+                .await;
+        }
         if let Some(status) = self
             .cache()
             .lookup(&params.name)
