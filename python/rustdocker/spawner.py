@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import shlex
 from collections.abc import Awaitable, Callable
@@ -128,6 +129,8 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
             "port": int(self.port),
             **self._mount_spec(),
             "user_volumes": self._user_volumes(),
+            "server_volumes": self._server_volumes(),
+            "on_config_change": self.on_config_change.lower(),
             **limits,
             "network_name": self.network_name,
             "use_internal_ip": self.use_internal_ip,
@@ -190,6 +193,12 @@ class DockerSpawner(Servers, ContainerSettings, DeprecatedSettings, Spawner):
         )
         for warning in result.warnings:
             self.log.warning("%s: %s", self._log_name, warning)
+        if result.config_note:
+            # A kept container made from another configuration: recreated (info), or resumed
+            # with the fields that changed (warning).
+            changed_and_kept = result.config_changes and not result.recreated
+            level = logging.WARNING if changed_and_kept else logging.INFO
+            self.log.log(level, "%s: %s", self._log_name, result.config_note)
         self.object_id = result.id
         self._persisted_name = result.name
         if result.created:

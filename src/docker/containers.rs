@@ -18,7 +18,8 @@ use serde_json::Map;
 use super::{locks, Engine, HUB_LABEL, MANAGED_LABEL, MANAGED_VALUE, SERVER_LABEL, USER_LABEL};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
-use crate::spec::{ContainerSpec, PullPolicy};
+use crate::record::{normalise_image, ConfigRecord};
+use crate::spec::{ConfigChange, ContainerSpec, PullPolicy};
 
 /// What `start_server` did (the binding turns it into a `StartResult`).
 #[derive(Debug, Clone)]
@@ -37,6 +38,20 @@ pub struct StartOutcome {
     pub port: u16,
     /// Whether the container was already running before this call (an undo leaves it running).
     pub was_running: bool,
+    /// What a kept container's comparison with the configuration found (see `ConfigCheck`).
+    pub config: ConfigCheck,
+}
+
+/// What a start found comparing a kept container (`remove = False`) with the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigCheck {
+    /// The fields that changed since the container was made, by name (`Image`, `Env.FOO`,
+    /// `HostConfig.Memory (added)`); never values.
+    pub changed: Vec<String>,
+    /// Whether the container was removed and made anew from the configuration.
+    pub recreated: bool,
+    /// What to log about it (None: nothing changed, or no container was kept).
+    pub note: Option<String>,
 }
 
 /// A container's state, for `poll`: from an inspect or from the events cache.
@@ -383,19 +398,19 @@ impl Engine {
         if cancelled_by_caller() {
             return Err(cancelled());
         }
-        let (id, created, api_token, was_running) =
-            match self.create_or_find(spec, cancelled_by_caller).await? {
-                Found::Created(id) => (id, true, None, false),
-                Found::Existing(found) => {
-                    let api_token = found
-                        .config
-                        .as_ref()
-                        .and_then(|c| c.env.as_ref())
-                        .and_then(|env| find_api_token(env));
-                    let status = ContainerStatus::from_inspect(&found);
-                    (status.id, false, api_token, status.running)
-                }
-            };
+        let (found, config) = self.create_or_find(spec, cancelled_by_caller).await?;
+        let (id, created, api_token, was_running) = match found {
+            Found::Created(id) => (id, true, None, false),
+            Found::Existing(found) => {
+                let api_token = found
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.env.as_ref())
+                    .and_then(|env| find_api_token(env));
+                let status = ContainerStatus::from_inspect(&found);
+                (status.id, false, api_token, status.running)
+            }
+        };
         let outcome = async {
             if cancelled_by_caller() {
                 return Err(cancelled());
@@ -420,6 +435,7 @@ impl Engine {
                 ip,
                 port,
                 was_running,
+                config: config.clone(),
             })
         }
         .await;
@@ -450,7 +466,8 @@ impl Engine {
         &self,
         spec: &ContainerSpec,
         gone: &(dyn Fn() -> bool + Send + Sync),
-    ) -> CoreResult<Found> {
+    ) -> CoreResult<(Found, ConfigCheck)> {
+        let mut check = ConfigCheck::default();
         // The volumes first, once: their errors (another hub's volume is a 409 too) are not
         // the container name's.
         let no_options = Map::new();
@@ -460,14 +477,23 @@ impl Engine {
         // Bounded: a conflict can recur only if something else keeps recreating the name.
         for _ in 0..4 {
             match self.create_container(spec).await {
-                Ok(id) => return Ok(Found::Created(id)),
+                Ok(id) => return Ok((Found::Created(id), check)),
                 Err(err) if err.status() == Some(409) => {
                     if let Some(found) = self.inspect_container(&spec.name).await? {
                         // Never resume or remove another server's (or hub's) container; an
                         // unlabelled one (DockerSpawner's) is adopted: its name says so.
                         check_owner(spec, &found)?;
                         if !spec.remove {
-                            return Ok(Found::Existing(Box::new(found)));
+                            check = compare_config(spec, &found)?;
+                            if !check.recreated {
+                                return Ok((Found::Existing(Box::new(found)), check));
+                            }
+                            // Made from another configuration: removed, then made anew on the
+                            // next turn. Its anonymous volumes (an image's `VOLUME`) stay, as
+                            // named volumes and host directories do: they may hold files.
+                            let id = found.id.as_deref().unwrap_or(&spec.name);
+                            self.remove_container_keeping_volumes(id).await?;
+                            continue;
                         }
                         // A leftover of an earlier run that should have been cleaned up: by the id
                         // just checked, never by a name something else may have taken since.
@@ -502,6 +528,21 @@ impl Engine {
             message: "the name stays in use: another process keeps creating a container with it"
                 .to_owned(),
         })
+    }
+
+    /// Removes a stopped container for a recreate, keeping its anonymous volumes.
+    async fn remove_container_keeping_volumes(&self, id: &str) -> CoreResult<()> {
+        let options = RemoveContainerOptions {
+            force: false,
+            v: false,
+            ..Default::default()
+        };
+        self.docker()
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| self.err(format!("remove container '{id}' to recreate it"), e))?;
+        self.cache().forget(id);
+        Ok(())
     }
 
     /// Reverts a start whose caller went away (JupyterHub's `start_timeout`, a cancelled spawn).
@@ -567,7 +608,10 @@ impl Engine {
 
     async fn create_container(&self, spec: &ContainerSpec) -> CoreResult<String> {
         let command = self.resolve_command(spec).await?;
-        let body = spec.create_body(command)?;
+        let mut body = spec.create_body(command)?;
+        // What it is made from, for the comparison when it is resumed (`compare_config`).
+        let record = ConfigRecord::of_spec(spec)?;
+        body.labels.get_or_insert_default().extend(record.labels());
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
             ..Default::default()
@@ -905,6 +949,69 @@ fn check_owner(spec: &ContainerSpec, found: &ContainerInspectResponse) -> CoreRe
         return Ok(());
     }
     mine.refuse_conflict(&theirs, "container", &spec.name)
+}
+
+/// Compares a kept container with what `spec` would create (`ConfigRecord`): a changed image
+/// recreates it, other changes follow `on_config_change`. A running container is never
+/// recreated (its user's work would be killed). A container without a record (made by
+/// DockerSpawner or an older rustdocker) can only be compared by its image.
+fn compare_config(
+    spec: &ContainerSpec,
+    found: &ContainerInspectResponse,
+) -> CoreResult<ConfigCheck> {
+    let name = &spec.name;
+    let config = found.config.as_ref();
+    let labels = config.and_then(|c| c.labels.as_ref());
+    let now = ConfigRecord::of_spec(spec)?;
+    let made_from = labels.and_then(|l| ConfigRecord::from_labels(|k| l.get(k)));
+    let (changed, image_changed) = if let Some(old) = &made_from {
+        (old.changes(&now), old.image_changed(&now))
+    } else {
+        // No record: only the image the container was created with can be compared.
+        let image = config.and_then(|c| c.image.as_deref()).unwrap_or_default();
+        let differs = normalise_image(image) != normalise_image(&spec.image);
+        let changed = if differs {
+            vec!["Image".to_owned()]
+        } else {
+            Vec::new()
+        };
+        (changed, differs)
+    };
+    let running = ContainerStatus::from_inspect(found).running;
+    let unrecorded = if made_from.is_none() {
+        " It carries no record of its configuration (made by DockerSpawner or an older rustdocker), so only its image was compared; remove it (docker rm) to have it made anew, with a record."
+    } else {
+        ""
+    };
+    if changed.is_empty() {
+        let note = made_from
+            .is_none()
+            .then(|| format!("Resuming container '{name}' as it is.{unrecorded}"));
+        return Ok(ConfigCheck {
+            changed,
+            recreated: false,
+            note,
+        });
+    }
+    let what = changed.join(", ");
+    let recreate = image_changed || spec.on_config_change == ConfigChange::Recreate;
+    let note = if running {
+        format!("Container '{name}' was made from another configuration (changed: {what}) but is running, so it is used as it is; it is made anew at a start after it stops.{unrecorded}")
+    } else if recreate {
+        let why = if image_changed {
+            "the image changed"
+        } else {
+            "on_config_change = 'recreate'"
+        };
+        format!("Recreating container '{name}' ({why}; changed: {what}): its named volumes and host directories are kept, files elsewhere in the old container are not.{unrecorded}")
+    } else {
+        format!("Resuming container '{name}', made from another configuration (changed: {what}): set on_config_change = 'recreate' to have such containers made anew (files outside volumes are lost then), or remove it (docker rm).{unrecorded}")
+    };
+    Ok(ConfigCheck {
+        changed,
+        recreated: recreate && !running,
+        note: Some(note),
+    })
 }
 
 /// A 404 that says the image is missing (and not, say, a network).
