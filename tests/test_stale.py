@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +112,10 @@ async def test_a_change_warns_by_field_name_and_resumes(unique: str, logs: Any) 
 
 
 @pytest.mark.docker
-async def test_recreate_makes_it_anew_and_keeps_the_volumes(unique: str, logs: Any) -> None:
-    host = Path(tempfile.mkdtemp(prefix="rd-stale-"))
+async def test_recreate_makes_it_anew_and_keeps_the_volumes(
+    unique: str, logs: Any, tmp_path: Path
+) -> None:
+    host = tmp_path
     (host / "h.txt").write_text("host\n")
     volumes = {"stale-{username}": "/home/jovyan/work", str(host): "/host"}
     s, first = await made_and_stopped(unique, volumes=volumes, environment={"A": "1"})

@@ -10,7 +10,6 @@ own). Checked against the engine with `docker volume inspect`.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -112,10 +111,13 @@ def share_states(*spawners: Any) -> None:
 
 
 @pytest.mark.docker
-async def test_deleting_a_server_then_a_user_removes_exactly_theirs(unique: str, logs: Any) -> None:
+async def test_deleting_a_server_then_a_user_removes_exactly_theirs(
+    unique: str, logs: Any, tmp_path: Path
+) -> None:
     alice, bob = f"{unique}a", f"{unique}b"
     tag = f"lc{unique}"
-    host_dir = Path(tempfile.mkdtemp(prefix="rd-lc-"))
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
     (host_dir / "keep.txt").write_text("host data\n")
     # A volume DockerSpawner (or an operator) made, mounted by bob through a per-user template:
     # unlabelled by rustdocker (only the session label, for the clean-up), so never removed.
@@ -138,9 +140,8 @@ async def test_deleting_a_server_then_a_user_removes_exactly_theirs(unique: str,
         await s.start()
         container_exec(s.object_name, "echo data > /home/jovyan/work/f; echo data > /srv/f")
         await s.stop()
-    certs = tmp = Path(tempfile.mkdtemp(prefix="rd-lc-certs-"))
-    (tmp / "user.crt").write_text("cert\n")
-    await b_default.move_certs({"certfile": str(certs / "user.crt")})
+    (tmp_path / "user.crt").write_text("cert\n")
+    await b_default.move_certs({"certfile": str(tmp_path / "user.crt")})
     share_states(a_default, a_proj)
     share_states(b_default)
 
