@@ -21,7 +21,7 @@ use crate::docker::containers::AddressParams;
 use crate::docker::containers::{
     owned_container, ContainerStatus, Owner, StartOutcome, StopParams,
 };
-use crate::docker::volumes::StageFiles;
+use crate::docker::volumes::{StageFiles, VolumeDeletion};
 use crate::docker::{client_timeout, progress, Engine, TlsFiles};
 use crate::errors::{CoreError, CoreResult};
 use crate::spec::{
@@ -82,6 +82,12 @@ pub struct PyStartResult {
     /// What the spec left out and why (e.g. a `mounts` entry at a path `volumes` already
     /// mounts), for the spawner's log.
     warnings: Vec<String>,
+    /// The fields a kept container's configuration changed in, by name (never values).
+    config_changes: Vec<String>,
+    /// Whether a kept container was removed and made anew from the configuration.
+    recreated: bool,
+    /// What to log about a kept container's configuration, if anything.
+    config_note: Option<String>,
 }
 
 impl PyStartResult {
@@ -94,6 +100,9 @@ impl PyStartResult {
             ip: o.ip,
             port: o.port,
             warnings,
+            config_changes: o.config.changed,
+            recreated: o.config.recreated,
+            config_note: o.config.note,
         }
     }
 }
@@ -303,6 +312,39 @@ impl PyDockerClient {
                     state_id.as_deref(),
                 )
                 .await?)
+        })
+    }
+
+    /// Removes the named volumes that provably belong to the deleted server whose labels are
+    /// `labels` (see `volumes::kept_because`), never forced; awaitable of a list of
+    /// `(name, removed, why kept)`, one per volume looked at.
+    #[pyo3(signature = (labels, names, renamed_from=None, user_deleted=false, other_servers=Vec::new(), other_users=Vec::new()))]
+    #[allow(clippy::too_many_arguments)]
+    fn delete_volumes<'py>(
+        &self,
+        py: Python<'py>,
+        labels: BTreeMap<String, String>,
+        names: Vec<String>,
+        renamed_from: Option<String>,
+        user_deleted: bool,
+        other_servers: Vec<String>,
+        other_users: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let job = VolumeDeletion {
+            owner: owner_of(&labels)?,
+            names,
+            renamed_from,
+            user_deleted,
+            other_servers,
+            other_users,
+        };
+        let engine = self.engine.clone();
+        awaitable(py, "DockerClient.delete_volumes", async move {
+            let fates = engine.delete_server_volumes(&job).await?;
+            Ok(fates
+                .into_iter()
+                .map(|f| (f.name, f.removed, f.reason))
+                .collect::<Vec<_>>())
         })
     }
 
@@ -518,7 +560,8 @@ impl PyDockerClient {
     /// container of `image` that is created (never started) and removed again; the volume is
     /// created with `labels` if missing. Awaitable of None.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (volume, path, image, may_pull, helper_name, labels, tar))]
+    /// The volume's `scope` label is `server`, `user` or `shared` (the default).
+    #[pyo3(signature = (volume, path, image, may_pull, helper_name, labels, tar, scope="shared"))]
     fn stage_files<'py>(
         &self,
         py: Python<'py>,
@@ -529,7 +572,14 @@ impl PyDockerClient {
         helper_name: String,
         labels: BTreeMap<String, String>,
         tar: Vec<u8>,
+        scope: &str,
     ) -> PyResult<Bound<'py, PyAny>> {
+        if !matches!(scope, "server" | "user" | "shared") {
+            return Err(CoreError::InvalidSpec(format!(
+                "volume scope {scope:?} is not allowed: use 'server', 'user' or 'shared'"
+            ))
+            .into());
+        }
         let engine = self.engine.clone();
         let job = StageFiles {
             volume,
@@ -539,6 +589,7 @@ impl PyDockerClient {
             helper_name,
             labels,
             tar,
+            scope: scope.to_owned(),
         };
         awaitable(py, "DockerClient.stage_files", async move {
             Ok(engine.stage_files(job).await?)

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod log;
 pub mod memory;
 pub mod metrics;
+pub mod record;
 pub mod spec;
 pub mod swarm;
 pub mod template;
@@ -56,6 +57,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LABEL_HUB", docker::HUB_LABEL)?;
     m.add("LABEL_USER", docker::USER_LABEL)?;
     m.add("LABEL_SERVER", docker::SERVER_LABEL)?;
+    m.add("LABEL_SCOPE", docker::SCOPE_LABEL)?;
+    m.add("LABEL_SPEC_DIGEST", record::SPEC_DIGEST_LABEL)?;
     m.add("MAX_DOCKER_TIMEOUT", docker::MAX_DOCKER_TIMEOUT_SECS)?;
     m.add("RustDockerError", py.get_type::<errors::RustDockerError>())?;
     m.add(

@@ -64,6 +64,32 @@ pub struct VolumeSpec {
     pub labels: BTreeMap<String, String>,
     /// Meant to be this user's own: one labelled as another user's is refused.
     pub per_user: bool,
+    /// Meant to be this one server's own (its name differs for every user and server).
+    pub per_server: bool,
+}
+
+impl VolumeSpec {
+    /// The value of its scope label (`SCOPE_LABEL`): `server`, `user` or `shared`.
+    #[must_use]
+    pub fn scope(&self) -> &'static str {
+        match (self.per_server, self.per_user) {
+            (true, true) => "server",
+            (_, true) => "user",
+            _ => "shared",
+        }
+    }
+}
+
+/// What a start does with a kept container (`remove = False`) made from another configuration
+/// (`on_config_change`); a changed image always recreates it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigChange {
+    /// Resume it as it is, with a warning naming what changed.
+    #[default]
+    Warn,
+    /// Remove it (its named volumes and host directories stay) and create it anew.
+    Recreate,
 }
 
 /// A JSON object of strings (driver options, labels), or an error naming `what`.
@@ -231,6 +257,13 @@ pub struct ContainerSpec {
     /// one labelled as another user's is refused.
     #[serde(default)]
     pub user_volumes: Vec<String>,
+    /// Named volumes meant to be this server's own (their templates name each user's server
+    /// its own): labelled `server` in `SCOPE_LABEL`.
+    #[serde(default)]
+    pub server_volumes: Vec<String>,
+    /// What a start does with a kept container made from another configuration.
+    #[serde(default)]
+    pub on_config_change: ConfigChange,
     /// `mounts` entries, rendered: docker-py `Mount` keywords (`snake_case`) or Engine fields
     /// (`PascalCase`).
     #[serde(default)]
@@ -498,6 +531,7 @@ impl ContainerSpec {
                     options: options.clone(),
                     labels: BTreeMap::new(),
                     per_user: self.user_volumes.contains(&bind.source),
+                    per_server: self.server_volumes.contains(&bind.source),
                 });
             }
         }
@@ -517,6 +551,7 @@ impl ContainerSpec {
             let empty = Map::new();
             add(VolumeSpec {
                 per_user: self.user_volumes.iter().any(|v| v == source),
+                per_server: self.server_volumes.iter().any(|v| v == source),
                 name: source.to_owned(),
                 driver: config
                     .and_then(|c| c.get("Name"))

@@ -208,7 +208,7 @@ class Call(NamedTuple):
     arguments: dict[str, Any]
 
 
-def _started(spec_json: str, ticket: str | None = None) -> SimpleNamespace:
+def _started(spec_json: str, ticket: str = "") -> SimpleNamespace:
     spec = json.loads(spec_json)
     return SimpleNamespace(
         id=f"fake-{spec['name']}",
@@ -218,6 +218,9 @@ def _started(spec_json: str, ticket: str | None = None) -> SimpleNamespace:
         ip="127.0.0.1",
         port=32768,
         warnings=[],
+        config_changes=[],
+        recreated=False,
+        config_note=None,
     )
 
 
@@ -287,6 +290,7 @@ class FakeClient:
             "service_status": None,
             "remove_service": None,
             "stage_files": None,
+            "delete_volumes": [],
             "image_cmd": [],
             "exec_run": (0, "", ""),
             "wait_idle": None,

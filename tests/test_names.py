@@ -158,7 +158,8 @@ async def test_delete_forever_removes_nothing_and_says_so(logs: pytest.LogCaptur
     s.load_state({"object_id": "abc", "object_name": "jupyter-jack--lab"})
     await s.delete_forever()
     assert (
-        f"Deleting {s._log_name}: nothing is removed; kept: container jupyter-jack--lab, "
+        f"Deleting {s._log_name}: nothing is removed (remove_on_delete is off); kept: "
+        "container jupyter-jack--lab, "
         "volume v-jack-lab"
     ) in [r.getMessage() for r in logs.records]
 

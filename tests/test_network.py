@@ -57,6 +57,9 @@ async def test_use_internal_hostname_returns_container_name(
         ip="1.2.3.4",
         port=5,
         warnings=[],
+        config_changes=[],
+        recreated=False,
+        config_note=None,
     )
     s = make_spawner(unique, use_internal_hostname=True, port=8889)
     assert await s.start() == (f"jupyter-{unique}", 8889)

@@ -11,7 +11,9 @@ __all__ = [
     "LABEL_HUB",
     "LABEL_MANAGED_BY",
     "LABEL_MANAGED_VALUE",
+    "LABEL_SCOPE",
     "LABEL_SERVER",
+    "LABEL_SPEC_DIGEST",
     "LABEL_USER",
     "MAX_DOCKER_TIMEOUT",
     "ConflictError",
@@ -48,6 +50,10 @@ LABEL_MANAGED_VALUE: str
 LABEL_HUB: str
 LABEL_USER: str
 LABEL_SERVER: str
+#: On a named volume: whose it is, `server`, `user` or `shared`.
+LABEL_SCOPE: str
+#: On a container: the digest of the spec it was made from (`sha256:<hex>`).
+LABEL_SPEC_DIGEST: str
 
 #: The largest `docker_timeout` (seconds) the client accepts.
 MAX_DOCKER_TIMEOUT: int
@@ -92,6 +98,18 @@ class StartResult:
     def warnings(self) -> list[str]:
         """What the spec left out and why (a `mounts` entry at a path a volume already mounts),
         for the spawner's log."""
+    @property
+    def config_changes(self) -> list[str]:
+        """The fields a kept container's configuration changed in since it was made, by name
+        (`Image`, `Env.FOO`, `HostConfig.Memory (added)`); never values."""
+    @property
+    def recreated(self) -> bool:
+        """Whether a kept container made from another configuration was removed and made anew
+        (its named volumes and host directories kept)."""
+    @property
+    def config_note(self) -> str | None:
+        """What to log about a kept container's configuration: what changed and what was done,
+        or that it carries no record; None when there is nothing to say."""
 
 @final
 class ContainerStatus:
@@ -159,6 +177,22 @@ class DockerClient:
     ) -> Awaitable[bool]:
         """Remove the server's stopped container under the lock of its name; a running one or
         a failed removal raises. Whether it removed one."""
+    def delete_volumes(
+        self,
+        labels: dict[str, str],
+        names: list[str],
+        renamed_from: str | None = None,
+        user_deleted: bool = False,
+        other_servers: list[str] = ...,
+        other_users: list[str] = ...,
+    ) -> Awaitable[list[tuple[str, bool, str]]]:
+        """Remove the named volumes that provably belong to the deleted server whose labels are
+        `labels`: those `names` lists and those labelled as its own (`LABEL_SCOPE` `server`,
+        its user and server; after a rename, labelled with `renamed_from` and listed in
+        `names`), and with `user_deleted` the user's own (`user`). Never one another server's
+        (`other_servers`) or user's (`other_users`) state records, another hub's, an
+        unlabelled one or a host path; never forced. `(name, removed, why kept)` for each
+        volume looked at."""
     def remove_container(self, name: str, force: bool = True) -> Awaitable[None]:
         """Remove a container, never its volumes; a missing container is fine."""
     def container_status(self, name: str) -> Awaitable[ContainerStatus | None]:
@@ -210,10 +244,11 @@ class DockerClient:
         helper_name: str,
         labels: dict[str, str],
         tar: bytes,
+        scope: str = "shared",
     ) -> Awaitable[None]:
         """Copy the tar archive into the named volume at `path` through a helper container of
         `image`, created (never started) and removed again; the volume is created with `labels`
-        if missing."""
+        and the `scope` label (`server`, `user` or `shared`) if missing."""
     def image_cmd(self, image: str) -> Awaitable[list[str] | None]:
         """The image's own CMD. `NotFoundError` when the image is missing."""
     def exec_run(self, name: str, cmd: list[str]) -> Awaitable[tuple[int | None, str, str]]:

@@ -14,6 +14,7 @@ from typing import Any
 from jupyterhub.traitlets import Callable as CallableTrait
 from traitlets import (
     Bool,
+    CaselessStrEnum,
     Dict,
     Float,
     Int,
@@ -45,11 +46,41 @@ class ContainerSettings(Naming):
         `VOLUME` makes, which nothing else would ever reuse).
 
         With `False` (the default) a stopped container is kept and restarted at the next start,
-        so changes outside the mounted volumes survive, but so does the old configuration.
-        Named volumes and host directories are never removed either way. Only this server's own
-        container is ever removed (see `hub_id`).
+        so changes outside the mounted volumes survive; a kept container made from another
+        configuration is handled as `on_config_change` says. Named volumes and host directories
+        are never removed either way. Only this server's own container is ever removed (see
+        `hub_id`).
 
         Example: `c.DockerSpawner.remove = True`
+        """,
+    ).tag(config=True)
+
+    on_config_change = CaselessStrEnum(
+        ["warn", "recreate"],
+        default_value="warn",
+        help="""What a start does with a kept container (`remove = False`) that was made from
+        another configuration than the current one: another image, command, environment,
+        limits, volumes, labels or any other create setting.
+
+        rustdocker records on each container what it was made from (a digest of its spec, and
+        one hash per field, in the labels `org.rustdocker.spec-digest` and
+        `org.rustdocker.spec-fields`; the hub's API token is left out) and compares at the
+        next start. A changed image always makes the container anew: the user asked for
+        another image. For any other change:
+
+        - `"warn"` (the default): the container is resumed as it is, and the hub's log names
+          the fields that changed (`Env.FOO`, `HostConfig.Memory`, ...; never their values);
+        - `"recreate"`: the container is removed and made anew from the current configuration.
+
+        Making a container anew keeps its named volumes and host directories, and its anonymous
+        volumes (an image's `VOLUME`) are left in place, not mounted again; every other file
+        in the old container is lost. A container that is still running is never recreated
+        (that would kill its user's work): it is at a start after it stops. A container made
+        by DockerSpawner or by a rustdocker without this record is compared by its image only
+        and otherwise resumed as it is (the log says so); remove it once (`docker rm`) to have
+        it made anew, with a record.
+
+        Example: `c.DockerSpawner.on_config_change = "recreate"`
         """,
     ).tag(config=True)
 

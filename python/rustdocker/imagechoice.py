@@ -200,8 +200,9 @@ class ImageChoice(SpawnerPart):
 
         The default follows the running JupyterHub's version,
         `quay.io/jupyterhub/singleuser:<major>.<minor>`, so hub and server match. The image must
-        start `jupyterhub-singleuser` (its CMD, or `cmd`). Changing it affects new containers
-        only: with `remove = False` an existing stopped container is restarted as it is.
+        start `jupyterhub-singleuser` (its CMD, or `cmd`). With `remove = False`, a kept
+        container made from another image is made anew at its next start (its volumes are
+        kept; see `on_config_change`).
         An `image` user option allowed by `allowed_images` replaces it for that start.
 
         Example: `c.DockerSpawner.image = "quay.io/jupyter/scipy-notebook:2024-12-02"`

@@ -1,5 +1,6 @@
 """Servers among each other: one server never takes another's container or volumes, and a
-renamed server keeps its volumes (JupyterHub 6's `rename`); what deleting a server keeps.
+renamed server keeps its volumes (JupyterHub 6's `rename`); what deleting a server or user
+removes (`remove_on_delete`) and keeps.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from tornado import web
+from traitlets import Bool
 
 from ._core import RustDockerError
 from .imagechoice import refusal
@@ -198,12 +200,122 @@ class Servers(Volumes):
         except RustDockerError as e:
             raise veto(f"its container could not be removed: {e}") from None
 
-    async def delete_forever(self) -> None:
-        """Called when the user or this named server is deleted: rustdocker deletes nothing.
+    remove_on_delete = Bool(
+        False,
+        help="""Remove a deleted server's container and volumes: what rustdocker made for exactly
+        that server (or, when the user is deleted, for that user).
 
-        A container kept by `remove = False`, the volumes and the host directories stay; the
-        log names them so that an administrator can remove them.
+        JupyterHub calls `delete_forever()` when a named server is deleted (the admin page,
+        `DELETE /hub/api/users/<name>/servers/<server>` with `{"remove": true}`,
+        jupyterhub-idle-culler's `--remove-named-servers`) and, for each of the user's servers,
+        when a user is deleted (`DELETE /hub/api/users/<name>`, the admin page, the culler's
+        `--cull-users`). With `False` (the default) nothing is removed and the log names what
+        is kept. With `True` rustdocker removes:
+
+        - the server's kept container (`remove = False`), with its anonymous volumes;
+        - the named volumes it created for exactly that server: labelled with this hub, this
+          user and this server, and marked as that server's own (`org.rustdocker.scope=server`:
+          their template names a volume per user and server, like
+          `"jupyterhub-user-{username}--{servername}"`);
+        - when the user is deleted, also the user's own volumes (`org.rustdocker.scope=user`:
+          their template names a volume per user but not per server, like
+          `"jupyterhub-user-{username}"` and the internal-SSL `certs_volume_name`). Deleting
+          one named server never removes them.
+
+        Never removed: a volume shared by several users (`org.rustdocker.scope=shared`), one
+        another server's or user's state records, one of another hub, one without rustdocker's
+        labels (made by DockerSpawner or by hand), one made by a rustdocker before this setting
+        existed (no `org.rustdocker.scope` label), and any host directory. A volume still in
+        use by a container is kept (never forced). The log names what was removed and what was
+        kept, and why. A failure (the engine unreachable, say) is logged as a warning and does
+        not stop JupyterHub from deleting the user or server.
+
+        Example: `c.DockerSpawner.remove_on_delete = True`
+        """,
+    ).tag(config=True)
+
+    def _volume_scope(self, template: str) -> str:
+        """`server` when `template` names a volume per user and server, `user` when per user
+        only, else `shared` (one volume for several users): the `org.rustdocker.scope` label."""
+        if not self._names_each_user(template):
+            return "shared"
+        return "server" if self._names_each_server(template) else "user"
+
+    def _server_volumes(self) -> list[str]:
+        """The named volumes meant to be this server's own (labelled `scope=server`)."""
+        return sorted(
+            {
+                name
+                for template, name in self._volume_sources().items()
+                if not name.startswith("/") and self._volume_scope(template) == "server"
+            }
+        )
+
+    def _volumes_recorded_elsewhere(self) -> tuple[list[str], list[str]]:
+        """The volume names other servers' states record: `(this user's other servers',
+        other users' servers')`, from the hub's database (or, without one, the user's
+        servers)."""
+        mine = self.name or ""
+        user_id = getattr(self.user, "id", None)
+        rows: list[tuple[Any, Any, Any]] = []
+        try:
+            from jupyterhub import orm
+            from sqlalchemy.orm import object_session
+
+            session = object_session(self.orm_spawner)
+            if session is not None:
+                rows = session.query(orm.Spawner.user_id, orm.Spawner.name, orm.Spawner.state).all()
+        except Exception:  # not a database row (no hub): the user's own servers only
+            rows = []
+        if not rows:
+            orm_user = getattr(self.user, "orm_user", None)
+            others = getattr(orm_user, "orm_spawners", None)
+            if isinstance(others, Mapping):
+                rows = [(user_id, name, getattr(o, "state", None)) for name, o in others.items()]
+        other_servers: set[str] = set()
+        other_users: set[str] = set()
+        for row_user, row_name, state in rows:
+            recorded = state.get("volume_names") if isinstance(state, dict) else None
+            if not isinstance(recorded, dict):
+                continue
+            names = {str(v) for v in recorded.values()}
+            if row_user != user_id:
+                other_users |= names
+            elif (row_name or "") != mine:
+                other_servers |= names
+        return sorted(other_servers), sorted(other_users)
+
+    def _volume_names_to_delete(self) -> list[str]:
+        """The named volumes the server's state and configuration name, certificates included."""
+        names = set(self._volume_names.values())
+        try:
+            names |= set(self._volume_sources().values())
+            names.add(self._format_volume(self.certs_volume_name, "certs_volume_name"))
+        except Exception as e:  # a broken template: the recorded names and the labels remain
+            self.log.warning("Deleting %s: volume templates not rendered: %s", self._log_name, e)
+        return sorted(n for n in names if n and not n.startswith("/"))
+
+    async def delete_forever(self) -> None:
+        """Called when the user or this named server is deleted (the server is stopped).
+
+        With `remove_on_delete` (off by default) the server's kept container and the volumes
+        that are provably its own (and, when the user is deleted, the user's own) are removed;
+        otherwise nothing is. Either way the log says what was removed and what is kept. Never
+        raises: JupyterHub would only log the error, and the deletion goes on regardless.
         """
+        if not self.remove_on_delete:
+            self._log_kept_on_delete()
+            return
+        try:
+            await self._remove_forever()
+        except Exception as e:
+            self.log.warning(
+                "Deleting %s: its container and volumes could not be removed, and are kept: %s",
+                self._log_name,
+                e,
+            )
+
+    def _log_kept_on_delete(self) -> None:
         kept = []
         if self.object_id or self._persisted_name:
             kept.append(f"container {self.object_name}")
@@ -213,7 +325,53 @@ class Servers(Volumes):
             names = self._volume_names
         kept += [f"volume {name}" for name in sorted(set(names.values()))]
         self.log.info(
-            "Deleting %s: nothing is removed; kept: %s",
+            "Deleting %s: nothing is removed (remove_on_delete is off); kept: %s",
             self._log_name,
             ", ".join(kept) if kept else "nothing recorded",
+        )
+
+    async def _remove_forever(self) -> None:
+        # JupyterHub refuses to delete a default server on its own (400): its deletion is the
+        # user's, and so the user's own volumes go with it.
+        user_deleted = not self.name
+        client = await self.docker_client()
+        removed: list[str] = []
+        kept: list[str] = []
+        # The container first: its volumes are in use while it exists.
+        try:
+            container = self.object_name
+        except Exception:  # a broken name_template: no container of this server to find
+            container = ""
+        if container:
+            try:
+                if await client.remove_stopped_server(
+                    container,
+                    self._labels(),
+                    target=self.object_id or None,
+                    adopt_unlabelled=self._state_records_container,
+                ):
+                    removed.append(f"container {container}")
+            except RustDockerError as e:
+                kept.append(f"container {container} ({e})")
+        other_servers, other_users = self._volumes_recorded_elsewhere()
+        renamed_from = self._volume_names_server
+        fates = await client.delete_volumes(
+            self._labels(),
+            self._volume_names_to_delete(),
+            renamed_from=renamed_from if renamed_from not in (None, self.name or "") else None,
+            user_deleted=user_deleted,
+            other_servers=other_servers,
+            other_users=other_users,
+        )
+        for name, was_removed, why in fates:
+            if was_removed:
+                removed.append(f"volume {name}")
+            else:
+                kept.append(f"volume {name} ({why})")
+        self.log.info(
+            "Deleting %s%s (remove_on_delete): removed %s; kept %s",
+            self._log_name,
+            " with its user" if user_deleted else "",
+            ", ".join(removed) if removed else "nothing",
+            "; ".join(kept) if kept else "nothing",
         )

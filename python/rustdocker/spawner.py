@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import shlex
 from collections.abc import Awaitable, Callable
@@ -144,6 +145,8 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
             "port": int(self.port),
             **self._mount_spec(),
             "user_volumes": self._user_volumes(),
+            "server_volumes": self._server_volumes(),
+            "on_config_change": self.on_config_change.lower(),
             **limits,
             "network_name": self.network_name,
             "networks": self.network_spec(),
@@ -226,6 +229,12 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
         )
         for warning in result.warnings:
             self.log.warning("%s: %s", self._log_name, warning)
+        if result.config_note:
+            # A kept container made from another configuration: recreated (info), or resumed
+            # with the fields that changed (warning).
+            changed_and_kept = result.config_changes and not result.recreated
+            level = logging.WARNING if changed_and_kept else logging.INFO
+            self.log.log(level, "%s: %s", self._log_name, result.config_note)
         self.object_id = result.id
         self._persisted_name = result.name
         if result.created:

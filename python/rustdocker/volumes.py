@@ -52,7 +52,8 @@ class Volumes(Naming, EngineConnection):
 
         A source that is an absolute path is bind-mounted from the Docker host; anything else is
         a named volume, which rustdocker creates (labelled with the user, server and hub) if it
-        does not exist, and never deletes. The value may be a dict
+        does not exist. It is deleted only with `remove_on_delete`, and only when it is the
+        deleted server's or user's own. The value may be a dict
         `{"bind": target, "mode": "rw"|"ro"|"z"|"Z", "propagation": "rshared"|...}`.
         Keys and targets go through `format_volume_name`; an unknown `{field}` is an error.
 
@@ -109,8 +110,8 @@ class Volumes(Naming, EngineConnection):
         "{prefix}ssl-{username}",
         help="""Named volume holding a user's internal-SSL certificates
         (`c.JupyterHub.internal_ssl = True`), mounted read-only at `/certs`. One per user,
-        shared by their named servers, created and labelled by rustdocker and never deleted.
-        Templated like `volumes`.
+        shared by their named servers, created and labelled by rustdocker, and deleted with the
+        user only with `remove_on_delete`. Templated like `volumes`.
 
         Example: `c.DockerSpawner.certs_volume_name = "{prefix}-certs-{username}"`
         """,
@@ -157,6 +158,11 @@ class Volumes(Naming, EngineConnection):
             state["volume_names"] = dict(self._volume_names)
             state["volume_names_server"] = self._volume_names_server
         return state
+
+    def _volume_scope(self, template: str) -> str:
+        """Whose the volume `template` names is: `server`, `user` or `shared` (its label
+        `org.rustdocker.scope`); see `Servers._volume_scope`."""
+        return "shared"
 
     def _format_volume(self, template: str, setting: str) -> str:
         try:
@@ -325,6 +331,7 @@ class Volumes(Naming, EngineConnection):
             f"{self.object_name}-certs-{secrets.token_hex(4)}",
             self._labels(),
             archive,
+            scope=self._volume_scope(self.certs_volume_name),
         )
         self.log.info("Staged %d certificate files in volume %s", len(moved), volume)
         return moved

@@ -23,7 +23,8 @@ use super::{locks, Engine, HUB_LABEL, MANAGED_LABEL, MANAGED_VALUE, SERVER_LABEL
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
 use crate::metrics::{self, timed, Phase, Verb};
-use crate::spec::{credentials_for, ContainerSpec, PullPolicy};
+use crate::record::{normalise_image, ConfigRecord};
+use crate::spec::{credentials_for, ConfigChange, ContainerSpec, PullPolicy};
 
 /// What `start_server` did (the binding turns it into a `StartResult`).
 #[derive(Debug, Clone)]
@@ -42,6 +43,20 @@ pub struct StartOutcome {
     pub port: u16,
     /// Whether the container was already running before this call (an undo leaves it running).
     pub was_running: bool,
+    /// What a kept container's comparison with the configuration found (see `ConfigCheck`).
+    pub config: ConfigCheck,
+}
+
+/// What a start found comparing a kept container (`remove = False`) with the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigCheck {
+    /// The fields that changed since the container was made, by name (`Image`, `Env.FOO`,
+    /// `HostConfig.Memory (added)`); never values.
+    pub changed: Vec<String>,
+    /// Whether the container was removed and made anew from the configuration.
+    pub recreated: bool,
+    /// What to log about it (None: nothing changed, or no container was kept).
+    pub note: Option<String>,
 }
 
 /// A container's state, for `poll`: from an inspect or from the events cache.
@@ -366,8 +381,8 @@ impl Engine {
             move |caller_gone| async move {
                 // Whatever went wrong, the error reaches the hub's log and the user's page:
                 // no secret in it (the engine quotes driver options when a mount fails).
-                engine
-                    .start_steps(&spec, &*caller_gone, tracked.progress())
+                // Boxed: a start's steps hold a large future (pulls, networks, records).
+                Box::pin(engine.start_steps(&spec, &*caller_gone, tracked.progress()))
                     .await
                     .map_err(|e| spec.redact_error(e))
             },
@@ -398,9 +413,8 @@ impl Engine {
         if cancelled_by_caller() {
             return Err(cancelled());
         }
-        let (found, mut creating) = self
-            .create_or_find(spec, cancelled_by_caller, progress)
-            .await?;
+        let (found, mut creating, config) =
+            Box::pin(self.create_or_find(spec, cancelled_by_caller, progress)).await?;
         let (id, created, api_token, was_running, joined) = match found {
             // A new container is on the first network only (see `connect_networks`).
             Found::Created(id) => (id, true, None, false, Vec::new()),
@@ -460,6 +474,7 @@ impl Engine {
                 ip,
                 port,
                 was_running,
+                config: config.clone(),
             })
         }
         .await;
@@ -551,7 +566,8 @@ impl Engine {
         spec: &ContainerSpec,
         gone: &(dyn Fn() -> bool + Send + Sync),
         progress: &StartProgress,
-    ) -> CoreResult<(Found, Duration)> {
+    ) -> CoreResult<(Found, Duration, ConfigCheck)> {
+        let mut check = ConfigCheck::default();
         // The volumes first, once: their errors (another hub's volume is a 409 too) are not
         // the container name's.
         let no_options = Map::new();
@@ -573,6 +589,7 @@ impl Engine {
                     return Ok((
                         Found::Created(id),
                         creating.elapsed().saturating_sub(pulling),
+                        check,
                     ))
                 }
                 Err(err) if err.status() == Some(409) => {
@@ -581,10 +598,20 @@ impl Engine {
                         // unlabelled one (DockerSpawner's) is adopted: its name says so.
                         check_owner(spec, &found)?;
                         if !spec.remove {
-                            return Ok((
-                                Found::Existing(Box::new(found)),
-                                creating.elapsed().saturating_sub(pulling),
-                            ));
+                            check = compare_config(spec, &found)?;
+                            if !check.recreated {
+                                return Ok((
+                                    Found::Existing(Box::new(found)),
+                                    creating.elapsed().saturating_sub(pulling),
+                                    check,
+                                ));
+                            }
+                            // Made from another configuration: removed, then made anew on the
+                            // next turn. Its anonymous volumes (an image's `VOLUME`) stay, as
+                            // named volumes and host directories do: they may hold files.
+                            let id = found.id.as_deref().unwrap_or(&spec.name);
+                            self.remove_container_keeping_volumes(id).await?;
+                            continue;
                         }
                         // A leftover of an earlier run that should have been cleaned up: by the id
                         // just checked, never by a name something else may have taken since.
@@ -622,6 +649,21 @@ impl Engine {
             message: "the name stays in use: another process keeps creating a container with it"
                 .to_owned(),
         })
+    }
+
+    /// Removes a stopped container for a recreate, keeping its anonymous volumes.
+    async fn remove_container_keeping_volumes(&self, id: &str) -> CoreResult<()> {
+        let options = RemoveContainerOptions {
+            force: false,
+            v: false,
+            ..Default::default()
+        };
+        self.docker()
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| self.err(format!("remove container '{id}' to recreate it"), e))?;
+        self.cache().forget(id);
+        Ok(())
     }
 
     /// Reverts a start whose caller went away (JupyterHub's `start_timeout`, a cancelled spawn).
@@ -692,7 +734,10 @@ impl Engine {
 
     async fn create_container(&self, spec: &ContainerSpec) -> CoreResult<String> {
         let command = self.resolve_command(spec).await?;
-        let body = spec.create_body(command)?;
+        let mut body = spec.create_body(command)?;
+        // What it is made from, for the comparison when it is resumed (`compare_config`).
+        let record = ConfigRecord::of_spec(spec)?;
+        body.labels.get_or_insert_default().extend(record.labels());
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
             ..Default::default()
@@ -1111,6 +1156,69 @@ fn name_missing_network(err: CoreError, name: &str, setting: &str) -> CoreError 
         },
         other => other,
     }
+}
+
+/// Compares a kept container with what `spec` would create (`ConfigRecord`): a changed image
+/// recreates it, other changes follow `on_config_change`. A running container is never
+/// recreated (its user's work would be killed). A container without a record (made by
+/// DockerSpawner or an older rustdocker) can only be compared by its image.
+fn compare_config(
+    spec: &ContainerSpec,
+    found: &ContainerInspectResponse,
+) -> CoreResult<ConfigCheck> {
+    let name = &spec.name;
+    let config = found.config.as_ref();
+    let labels = config.and_then(|c| c.labels.as_ref());
+    let now = ConfigRecord::of_spec(spec)?;
+    let made_from = labels.and_then(|l| ConfigRecord::from_labels(|k| l.get(k)));
+    let (changed, image_changed) = if let Some(old) = &made_from {
+        (old.changes(&now), old.image_changed(&now))
+    } else {
+        // No record: only the image the container was created with can be compared.
+        let image = config.and_then(|c| c.image.as_deref()).unwrap_or_default();
+        let differs = normalise_image(image) != normalise_image(&spec.image);
+        let changed = if differs {
+            vec!["Image".to_owned()]
+        } else {
+            Vec::new()
+        };
+        (changed, differs)
+    };
+    let running = ContainerStatus::from_inspect(found).running;
+    let unrecorded = if made_from.is_none() {
+        " It carries no record of its configuration (made by DockerSpawner or an older rustdocker), so only its image was compared; remove it (docker rm) to have it made anew, with a record."
+    } else {
+        ""
+    };
+    if changed.is_empty() {
+        let note = made_from
+            .is_none()
+            .then(|| format!("Resuming container '{name}' as it is.{unrecorded}"));
+        return Ok(ConfigCheck {
+            changed,
+            recreated: false,
+            note,
+        });
+    }
+    let what = changed.join(", ");
+    let recreate = image_changed || spec.on_config_change == ConfigChange::Recreate;
+    let note = if running {
+        format!("Container '{name}' was made from another configuration (changed: {what}) but is running, so it is used as it is; it is made anew at a start after it stops.{unrecorded}")
+    } else if recreate {
+        let why = if image_changed {
+            "the image changed"
+        } else {
+            "on_config_change = 'recreate'"
+        };
+        format!("Recreating container '{name}' ({why}; changed: {what}): its named volumes and host directories are kept, files elsewhere in the old container are not.{unrecorded}")
+    } else {
+        format!("Resuming container '{name}', made from another configuration (changed: {what}): set on_config_change = 'recreate' to have such containers made anew (files outside volumes are lost then), or remove it (docker rm).{unrecorded}")
+    };
+    Ok(ConfigCheck {
+        changed,
+        recreated: recreate && !running,
+        note: Some(note),
+    })
 }
 
 /// A 404 that says the image is missing (and not, say, a network).

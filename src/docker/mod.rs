@@ -28,6 +28,10 @@ pub const HUB_LABEL: &str = "org.rustdocker.hub";
 pub const USER_LABEL: &str = "org.rustdocker.user";
 /// Label with the server a container was made for.
 pub const SERVER_LABEL: &str = "org.rustdocker.server";
+/// Label on a named volume saying whose it is: `server` (that one server's own), `user` (shared
+/// by the user's servers) or `shared` (by several users). Only `server` and `user` volumes are
+/// ever removed, when the server or user is deleted and the operator asked (`remove_on_delete`).
+pub const SCOPE_LABEL: &str = "org.rustdocker.scope";
 
 /// The engine bollard talks to when neither the settings nor `DOCKER_HOST` name one.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
