@@ -118,6 +118,20 @@ async def test_post_stop_hook_removes_a_dead_servers_container(fake_client: Fake
     assert len(fake_client.called("stop_server")) == 3
 
 
+async def test_post_stop_hook_removes_each_death_of_the_same_spawner(
+    fake_client: FakeClient,
+) -> None:
+    """The hook's own stop() is not the hub's: after it, the next death of the server (the hub
+    keeps the spawner object after an error stop) is removed by the next hook too."""
+    s = make_spawner("kim", remove=True)
+    s.load_state({"object_id": "abc", "object_name": "jupyter-kim"})
+    await s.run_post_stop_hook()
+    s.load_state({"object_id": "def", "object_name": "jupyter-kim"})
+    await s.run_post_stop_hook()
+    calls = fake_client.called("stop_server")
+    assert len(calls) == 2 and "def" in calls[1].values()
+
+
 @pytest.mark.parametrize(("budget", "distinct_iterations"), [(0.0, 5), (60.0, 1)])
 async def test_loop_share_spreads_simultaneous_starts(
     budget: float, distinct_iterations: int

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from jupyterhub.objects import Hub
 from traitlets import TraitError
 
 from conftest import (
@@ -152,4 +153,52 @@ async def test_a_missing_network_is_named_and_nothing_is_left(
     with pytest.raises(Exception) as failed:
         await s.start()
     assert f"the Docker network '{missing}' (networks[0]) does not exist" in str(failed.value)
+    assert not exists("container", s.object_name)
+
+
+async def test_aliases_from_escaped_names_pass_and_raw_names_with_dots_do_not() -> None:
+    # Escaped, a dotted name is one DNS label: fine.
+    s = make_spawner("pypi.org", networks=[{"name": "front", "aliases": ["{username}"]}])
+    assert (await s.build_spec())["networks"][0]["aliases"] == ["pypi-2eorg"]
+    # Raw, it would answer for pypi.org to every container on the network.
+    s = make_spawner("pypi.org", networks=[{"name": "front", "aliases": ["nb-{raw_username}"]}])
+    with pytest.raises(ValueError) as refused:
+        await s.build_spec()
+    message = str(refused.value)
+    assert "DockerSpawner.networks[0] aliases: the alias 'nb-{raw_username}'" in message
+    assert "{raw_username} = 'pypi.org'" in message
+    assert "only letters, digits, '-' and '_'" in message
+    # A raw name of allowed characters is fine.
+    s = make_spawner("bob", networks=[{"name": "front", "aliases": ["{raw_username}"]}])
+    assert (await s.build_spec())["networks"][0]["aliases"] == ["bob"]
+
+
+async def test_an_alias_that_is_the_hubs_host_name_is_refused() -> None:
+    s = make_spawner("jupyterhub", networks=["front", {"name": "data", "aliases": ["{username}"]}])
+    s.hub = Hub(ip="0.0.0.0", port=8081, base_url="/hub/", connect_ip="jupyterhub.internal")
+    with pytest.raises(ValueError) as refused:
+        await s.build_spec()
+    message = str(refused.value)
+    assert "networks[1] aliases: the alias '{username}' renders to 'jupyterhub'" in message
+    assert "other servers' calls to the hub" in message
+    # Another user's alias on the same configuration is fine; so is the hub reached by an IP.
+    s.user.name = "alice"
+    assert (await s.build_spec())["networks"][1]["aliases"] == ["alice"]
+    s = make_spawner("127", networks=[{"name": "front", "aliases": ["{username}"]}])
+    assert (await s.build_spec())["networks"][0]["aliases"] == ["127"]
+
+
+@pytest.mark.docker
+async def test_a_user_cannot_take_a_dotted_name_on_the_network(
+    unique: str, networks: list[str]
+) -> None:
+    # The operator meant "the server answers as its user's name"; a user named like a host
+    # elsewhere would have every container on the network reach it instead of that host.
+    front, data, _ = networks
+    user = f"{unique}.example.org"
+    s = make_spawner(
+        user, networks=[front, {"name": data, "aliases": ["{raw_username}"]}], remove=True
+    )
+    with pytest.raises(ValueError, match=r"\{raw_username\} = '" + unique):
+        await s.start()
     assert not exists("container", s.object_name)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import ipaddress
+import re
+import string
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyterhub.traitlets import Callable as CallableTrait
 from traitlets import (
@@ -31,6 +35,9 @@ from . import _core
 from .imagechoice import maybe_await
 from .naming import Naming
 from .traits import ByteSpecification, UnicodeOrFalse
+
+#: What a template field may bring into a network alias (see `_checked_alias`).
+_ALIAS_FIELD = re.compile(r"[A-Za-z0-9_-]*")
 
 #: Resource settings -> the environment variable JupyterHub sets from each.
 LIMIT_ENV = {"mem_limit": "MEM_LIMIT", "mem_guarantee": "MEM_GUARANTEE", "cpu_limit": "CPU_LIMIT"}
@@ -158,8 +165,13 @@ class ContainerSettings(Naming):
         container (`remove = False`) joins the networks it is not on yet at its next start,
         and leaves none. Aliases are extra DNS names of the container on that network, for
         other containers there (a database, a proxy); they are templates, with the fields of
-        `name_template` (`{username}` escaped). Docker gives aliases only on user-defined
-        networks, and `host` or `none` cannot be combined with others: both are refused.
+        `name_template` (`{username}` escaped). An alias answers for its name to every container
+        on the network, so a field may bring only letters, digits, `-` and `_` into it (a raw
+        name with a dot, say `{raw_username}` of a user `pypi.org`, fails the start), and an
+        alias equal to the hub's host name is refused; still, `{username}` alone lets a user
+        named `db` answer as `db`: give aliases a prefix or suffix no service on the network
+        uses. Docker gives aliases only on user-defined networks, and `host` or `none` cannot
+        be combined with others: both are refused.
         SwarmSpawner attaches a service to the same list (its networks must be swarm-scoped,
         e.g. overlay networks).
 
@@ -196,16 +208,53 @@ class ContainerSettings(Naming):
 
     def network_spec(self) -> list[dict[str, Any]]:
         """`networks` for the core, the aliases rendered (strictly: an unknown field is an
-        error naming the entry)."""
+        error naming the entry) and checked (`_checked_alias`)."""
         return [
             {
                 "name": net["name"],
                 "aliases": [
-                    self._render_strict(alias, f"networks[{i}] aliases") for alias in net["aliases"]
+                    self._checked_alias(alias, f"networks[{i}] aliases") for alias in net["aliases"]
                 ],
             }
             for i, net in enumerate(self.networks)
         ]
+
+    def _checked_alias(self, template: str, setting: str) -> str:
+        """An alias rendered for this server, refused (`ValueError` naming the setting, the
+        field and its value) when a user could use it to take a name other containers on the
+        network rely on: a template field whose value (a raw user or server name) brings a dot
+        or a character outside letters, digits, `-` and `_` (a user named `pypi.org` would
+        answer for pypi.org to every container on the network), or an alias that is the hub's
+        own host name (a user named after it would receive other servers' API calls, tokens
+        included)."""
+        alias = self._render_strict(template, setting)
+        where = f"{type(self).__name__}.{setting}: the alias {template!r}"
+        namespace = self.template_namespace()
+        for _, field, _, _ in string.Formatter().parse(template):
+            key = re.split(r"[.\[!:]", field or "", maxsplit=1)[0]
+            value = str(namespace.get(key, ""))
+            if not _ALIAS_FIELD.fullmatch(value):
+                raise ValueError(
+                    f"{where} would take {{{key}}} = {value!r} into a DNS name on the network; "
+                    "a user's or server's name may bring only letters, digits, '-' and '_' "
+                    "into an alias: use {username} or {servername} (escaped)"
+                )
+        if alias.lower() in self._hub_host_names():
+            raise ValueError(
+                f"{where} renders to {alias!r}, the host name servers reach the hub by: "
+                "this server would receive other servers' calls to the hub; give aliases a "
+                "prefix or suffix no other name on the network has (e.g. '{username}-nb')"
+            )
+        return alias
+
+    def _hub_host_names(self) -> set[str]:
+        """The host name the servers reach the hub API by, and its first label (what a
+        container on the network resolves it by), lower-cased; none for an IP address."""
+        host = (urlsplit(self.hub.api_url).hostname or "") if self.hub else ""
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(host)
+            return set()
+        return {host.lower(), host.lower().split(".")[0]} - {""}
 
     use_internal_ip = Bool(
         help="""Connect to the container's IP on `network_name` (the first of `networks`)

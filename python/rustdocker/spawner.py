@@ -383,6 +383,9 @@ class DockerSpawner(PrePull, Progress, Servers, ContainerSettings, DeprecatedSet
                     self._log_name,
                     e,
                 )
+            # That stop() was this hook's, not the hub's: the server's next death (the hub keeps
+            # this spawner object after an error stop) is removed by the next hook too.
+            self._stopped = False
         await maybe_await(super().run_post_stop_hook())
 
     # Whether `stop()` ran since the last post-stop hook.
