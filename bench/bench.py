@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from common import (
     rustdocker_fingerprint,
     summarize,
 )
+from registry import Registry, docker_cli
 from report import report
 
 BENCH = Path(__file__).resolve().parent
@@ -49,15 +49,6 @@ BIG_REPO = "rustdocker-bench-big"
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def docker_cli(*args: str, check: bool = True, timeout: float = 600) -> str:
-    r = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=False, timeout=timeout
-    )
-    if check and r.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)}: {r.stderr.strip()}")
-    return r.stdout
 
 
 # --------------------------------------------------------------------------- processes
@@ -117,71 +108,8 @@ class WorkerProc:
             await self.proc.wait()
 
 
-class Registry:
-    """Debian's docker-registry (the distribution registry) on loopback, storage in a temp dir:
-    a process this benchmark starts and stops."""
-
-    def __init__(self, workdir: Path, log_path: Path) -> None:
-        self.workdir = workdir
-        self.log_path = log_path
-        self.port = 5000 if port_free(5000) else free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("docker-registry")
-        if binary is None:
-            raise RuntimeError("docker-registry is missing: apt-get install docker-registry")
-        storage = self.workdir / "storage"
-        storage.mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "config.yml"
-        config.write_text(
-            "version: 0.1\n"
-            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: {uuid.uuid4().hex}\n"
-        )
-        with self.log_path.open("ab") as log_file:
-            self.proc = subprocess.Popen(
-                [binary, "serve", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while port_free(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the registry did not start; see {self.log_path}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-
 def bridge_exists(iface: str) -> bool:
     return Path(f"/sys/class/net/{iface}").exists()
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------- the run

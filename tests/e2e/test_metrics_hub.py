@@ -27,8 +27,8 @@ from .hub import (
     ROOT,
     Hub,
     docker,
+    hub_of_its_own,
     missing_prerequisites,
-    remove_labelled,
     require,
     wait_until,
 )
@@ -102,7 +102,6 @@ def metrics_hub(
     tmp_path_factory: pytest.TempPathFactory, engine_proxy: EngineProxy, pulled_image: str
 ) -> Iterator[Hub]:
     require(missing_prerequisites())
-    hub_id = f"rustdocker-e2e-metrics-{uuid.uuid4().hex[:8]}"
     extra = (
         "c.JupyterHub.authenticate_prometheus = False\n"
         # Other builds and tests may share this machine's two cores: JupyterLab can be slow.
@@ -111,21 +110,13 @@ def metrics_hub(
         f"c.DockerSpawner.docker_host = {engine_proxy.url!r}\n"
         f"c.DockerSpawner.allowed_images = {{'local': {IMAGE!r}, 'pulled': {pulled_image!r}}}\n"
     )
-    h = Hub(
-        tmp_path_factory.mktemp("e2e-metrics"),
-        hub_id,
-        token=secrets.token_hex(16),
-        password=secrets.token_urlsafe(12),
-        extra_config=extra,
-    )
-    try:
-        h.start()
-        yield h
-    finally:
-        if engine_proxy.proc is None:
-            engine_proxy.start()
-        h.stop()
-        remove_labelled(hub_id)
+    with hub_of_its_own(tmp_path_factory, "metrics", extra) as h:
+        try:
+            yield h
+        finally:
+            # The hub's stop reaches the engine through the proxy: it must run again.
+            if engine_proxy.proc is None:
+                engine_proxy.start()
 
 
 def scrape(hub: Hub) -> Samples:

@@ -5,7 +5,6 @@ with `remove_on_delete = True`, removes exactly their own volumes and containers
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Iterator
 
@@ -16,9 +15,7 @@ from .hub import (
     Hub,
     containers,
     docker,
-    missing_prerequisites,
-    remove_labelled,
-    require,
+    hub_of_its_own,
     wait_until,
 )
 
@@ -43,21 +40,8 @@ c.DockerSpawner.volumes = {{
 
 @pytest.fixture(scope="module")
 def deleting_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    require(missing_prerequisites())
-    hub_id = f"rustdocker-e2e-delete-{uuid.uuid4().hex[:8]}"
-    h = Hub(
-        tmp_path_factory.mktemp("e2e-delete"),
-        hub_id,
-        token=secrets.token_hex(16),
-        password=secrets.token_urlsafe(12),
-        extra_config=CONFIG,
-    )
-    try:
-        h.start()
+    with hub_of_its_own(tmp_path_factory, "delete", CONFIG) as h:
         yield h
-    finally:
-        h.stop()
-        remove_labelled(hub_id)
 
 
 def volumes(hub_id: str) -> set[str]:
