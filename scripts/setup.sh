@@ -39,7 +39,7 @@ fi
 log "installing Python build and test dependencies"
 .venv/bin/pip install -q --upgrade "pip>=23" >/dev/null
 .venv/bin/pip install -q "maturin>=1.9,<2" "jupyterhub>=5" "pytest>=8" "pytest-asyncio>=0.23" \
-    "hypothesis>=6" ruff mypy
+    "hypothesis>=6" bcrypt ruff mypy
 # The tests run against the wheel users install, not an editable build; check-wheel.sh then
 # installs this same wheel into a fresh venv.
 log "building the rustdocker wheel (release) and installing it into .venv"

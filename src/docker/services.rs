@@ -11,7 +11,7 @@ use super::progress::{self, Phase, StartProgress};
 use super::{locks, Engine};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
-use crate::spec::ContainerSpec;
+use crate::spec::{credentials_for, ContainerSpec};
 use crate::swarm::{service_spec, SwarmExtras};
 
 /// Where a started service's server listens.
@@ -219,10 +219,17 @@ impl Engine {
         self.ensure_volumes(&volumes, &spec.volume_labels).await?;
         progress.phase(Phase::Create);
         let action = format!("create service '{}'", spec.name);
+        // The registry's credentials go with the service (as `docker service create
+        // --with-registry-auth`), so the node that runs the task can pull a private image.
+        let credentials = credentials_for(&spec.registry_credentials, &spec.image);
         // A service of that name may still be going away: retry a conflict briefly.
         let mut created = None;
         for attempt in 0..20 {
-            match self.docker().create_service(service.clone(), None).await {
+            match self
+                .docker()
+                .create_service(service.clone(), credentials.clone())
+                .await
+            {
                 Ok(response) => {
                     created = Some(response);
                     break;
