@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -134,20 +137,68 @@ async def _pre_pull_for(app: Any, base: type[PrePull]) -> None:
 
 
 def schedule_at_hub_start(base: type[PrePull]) -> None:
-    """If a JupyterHub is starting in this process (its event loop runs and its instance
-    exists), start the pre-pull once it is set up. Called when the spawner module is imported;
-    does nothing elsewhere (tests, scripts)."""
+    """If a JupyterHub is starting in this process, start the pre-pull once it is set up.
+    Called when the spawner module is imported; does nothing elsewhere (tests, scripts).
+
+    JupyterHub imports every installed spawner (its entry points) while it builds its instance,
+    before its event loop runs; a configuration file may import it later, inside the loop. In
+    the first case a daemon thread waits (at most `_WAIT_FOR_HUB` seconds) for the hub's loop
+    and hands the scheduling to it (`IOLoop.add_callback` is thread-safe)."""
     global _scheduled
     if _scheduled:
         return
     try:
-        loop = asyncio.get_running_loop()
         from jupyterhub.app import JupyterHub
-    except (RuntimeError, ImportError):
+    except ImportError:
         return
-    if not JupyterHub.initialized():
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not None:
+        if JupyterHub.initialized():
+            _scheduled = True
+            _start_task(loop, JupyterHub.instance(), base)
+        return
+    if not _hub_being_built(JupyterHub):
         return
     _scheduled = True
-    task = loop.create_task(_pre_pull_for(JupyterHub.instance(), base))
+    threading.Thread(
+        target=_hand_over_when_running, args=(JupyterHub, base), daemon=True, name="pre-pull"
+    ).start()
+
+
+#: Seconds the hand-over thread waits for the hub's event loop before giving up.
+_WAIT_FOR_HUB = 600.0
+
+
+def _hub_being_built(hub_class: Any) -> bool:
+    """Whether this import happens inside a JupyterHub instance's construction (it loads its
+    spawners' entry points from `__init__`)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), hub_class):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _hand_over_when_running(hub_class: Any, base: type[PrePull]) -> None:
+    deadline = time.monotonic() + _WAIT_FOR_HUB
+    while time.monotonic() < deadline:
+        app = hub_class.instance() if hub_class.initialized() else None
+        io_loop = getattr(app, "io_loop", None)
+        if io_loop is not None:
+            io_loop.add_callback(_start_in_running_loop, app, base)
+            return
+        time.sleep(0.2)
+
+
+def _start_in_running_loop(app: Any, base: type[PrePull]) -> None:
+    _start_task(asyncio.get_running_loop(), app, base)
+
+
+def _start_task(loop: asyncio.AbstractEventLoop, app: Any, base: type[PrePull]) -> None:
+    task = loop.create_task(_pre_pull_for(app, base))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
