@@ -31,10 +31,10 @@ use crate::spec::{
 use crate::swarm::SwarmExtras;
 use crate::{memory, template};
 
-/// Runs `work`, turning a panic into `CoreError::Internal` naming `what`.
 /// Whether a pre-pull runs in this process (one at a time).
 static PRE_PULLING: AtomicBool = AtomicBool::new(false);
 
+/// Runs `work`, turning a panic into `CoreError::Internal` naming `what`.
 pub(crate) fn guard<T, E>(what: &str, work: impl FnOnce() -> Result<T, E>) -> Result<T, E>
 where
     E: From<CoreError>,

@@ -199,6 +199,21 @@ impl RegistryAuth {
     }
 }
 
+/// `registry_credentials` read from the spec, with an error that never quotes the entry:
+/// the parser's own message shows the value it could not read, which may be a password.
+fn registry_credentials<'de, D>(deserializer: D) -> Result<BTreeMap<String, RegistryAuth>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = Value::deserialize(deserializer)?;
+    serde_json::from_value(value).map_err(|_| {
+        serde::de::Error::custom(
+            "registry_credentials is not {registry: {username, password} | {identitytoken}} \
+             (the entry is not shown: it may hold a secret)",
+        )
+    })
+}
+
 /// The credentials in `map` for the registry `image` is pulled from, if any.
 #[must_use]
 pub fn credentials_for(
@@ -229,7 +244,7 @@ pub struct ContainerSpec {
     pub pull_stall_timeout: Option<f64>,
     /// Credentials per registry host (`registry_credentials`, resolved by Python); the pull
     /// sends those of the image's registry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "registry_credentials")]
     pub registry_credentials: BTreeMap<String, RegistryAuth>,
     /// Command; `None` means the image's own `Cmd`.
     #[serde(default)]
@@ -1150,6 +1165,27 @@ mod tests {
         });
         deep_merge(base.as_object_mut().unwrap(), extra.as_object().unwrap());
         ContainerSpec::from_json(&base.to_string()).unwrap()
+    }
+
+    #[test]
+    fn malformed_registry_credentials_are_refused_without_quoting_them() {
+        for bad in [
+            json!({"reg:5000": "robot:s3cret-pass"}),
+            json!({"reg:5000": {"username": "robot", "password": ["s3cret-pass"]}}),
+            json!({"reg:5000": {"password": "s3cret-pass", "s3cret-pass": 1}}),
+            json!(["s3cret-pass"]),
+        ] {
+            let text =
+                json!({"name": "n", "image": "i", "port": 8888, "registry_credentials": bad})
+                    .to_string();
+            let err = ContainerSpec::from_json(&text).unwrap_err().to_string();
+            assert!(err.contains("registry_credentials is not"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        let good = json!({"reg:5000": {"username": "robot", "password": "s3cret-pass"}});
+        let s = spec(json!({"registry_credentials": good}));
+        assert!(!format!("{s:?}").contains("s3cret"));
+        assert_eq!(s.redact("denied s3cret-pass"), "denied [redacted]");
     }
 
     #[test]

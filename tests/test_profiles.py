@@ -356,6 +356,9 @@ async def test_default_profile_and_unlisted_choice(fake_client: Any) -> None:
             "option 'home' takes no value of your own: choose one of: ro, none",
         ),
         ({"profile": "large", "image--unlisted-choice": "a" * 2000}, "at most 1000 characters"),
+        # `$` matches before a trailing line break: the regex alone lets it through.
+        ({"profile": "large", "image--unlisted-choice": "3.1-rc\n"}, "a control character"),
+        ({"profile": "large", "image--unlisted-choice": "3.1\x00rc"}, "a control character"),
     ],
 )
 async def test_bad_profile_choices_are_400(
@@ -395,6 +398,89 @@ async def test_profiles_with_allowed_images(fake_client: Any) -> None:
     # The form shows the profiles and, below them, the images.
     form = await s.options_form(s)
     assert 'name="profile"' in form and 'name="image"' in form
+
+
+async def test_image_option_of_one_start_never_becomes_the_next_ones_image(
+    fake_client: Any,
+) -> None:
+    # A profile that sets `image`, and the `image` user option choosing the configured image:
+    # the next start, with a profile that sets no image, runs the configured image, not the
+    # first profile's (the image option was undone after the profile it came after).
+    plist = [
+        {"display_name": "Plain"},
+        {"display_name": "GPU", "spawner_override": {"image": "gpu:1"}},
+    ]
+    allowed = {"base": TINY_IMAGE, "other": "other:1"}
+    s = profiled(profile_list=plist, allowed_images=allowed)
+    await hub_prepares(s, {"profile": "gpu", "image": "base"})
+    await s.start()
+    assert json.loads(fake_client.called("start_server")[-1]["spec_json"])["image"] == TINY_IMAGE
+    await hub_prepares(s, {"profile": "plain"})
+    await s.start()
+    assert json.loads(fake_client.called("start_server")[-1]["spec_json"])["image"] == TINY_IMAGE
+    # The same through start() alone (no hub preparation).
+    s2 = profiled(profile_list=plist, allowed_images=allowed)
+    s2.user_options = {"profile": "gpu", "image": "base"}
+    await s2.start()
+    s2.user_options = {"profile": "plain"}
+    await s2.start()
+    assert json.loads(fake_client.called("start_server")[-1]["spec_json"])["image"] == TINY_IMAGE
+
+
+async def test_unlisted_value_goes_into_keys_too(fake_client: Any) -> None:
+    # As KubeSpawner's recursive formatting: `{value}` in a key of the override (a volume's
+    # host path, an environment variable's name) is replaced as well.
+    plist = [
+        {
+            "display_name": "Data",
+            "profile_options": {
+                "set": {
+                    "unlisted_choice": {
+                        "enabled": True,
+                        "validation_regex": r"^[a-z]+$",
+                        "spawner_override": {
+                            "read_only_volumes": {"/srv/data/{value}": "/data"},
+                            "environment": {"DATASET": "{value}"},
+                        },
+                    }
+                }
+            },
+        }
+    ]
+    s = profiled(profile_list=plist)
+    await hub_prepares(s, {"set--unlisted-choice": "climate"})
+    assert s.read_only_volumes == {"/srv/data/climate": "/data"}
+    assert s.environment["DATASET"] == "climate"
+
+
+async def test_unusable_value_of_ones_own_is_400_and_nothing_stays(fake_client: Any) -> None:
+    # A value the regex lets through but the setting refuses is the user's mistake: HTTP 400
+    # naming the option, and nothing of the profile stays applied for the next start.
+    plist = [
+        {
+            "display_name": "Custom",
+            "spawner_override": {"environment": {"CUSTOM": "1"}},
+            "profile_options": {
+                "mem": {
+                    "unlisted_choice": {
+                        "enabled": True,
+                        "validation_regex": r"^[0-9a-z]+$",
+                        "spawner_override": {"mem_limit": "{value}"},
+                    }
+                }
+            },
+        },
+        {"display_name": "Plain"},
+    ]
+    s = profiled(profile_list=plist)
+    with pytest.raises(SpawnException) as info:
+        await hub_prepares(s, {"profile": "custom", "mem--unlisted-choice": "lots"})
+    assert info.value.status_code == 400
+    assert "option 'mem'" in str(info.value) and "mem_limit" in str(info.value)
+    await hub_prepares(s, {"profile": "plain"})
+    await s.start()
+    spec = json.loads(fake_client.called("start_server")[-1]["spec_json"])
+    assert "CUSTOM" not in spec["env"]
 
 
 async def test_callable_profile_list_and_values(fake_client: Any) -> None:

@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 from registry import docker_cli, free_port, port_free
+from test_swarm import swarm  # noqa: F401 (the single-node swarm fixture)
 from traitlets import TraitError
+
+import rustdocker
 
 from conftest import TINY_IMAGE, make_spawner, skip_or_fail, wait_for
 
@@ -238,4 +241,33 @@ async def test_private_registry_pulls_with_the_right_credentials(
         assert PASSWORD not in all_logged(logs)
         assert "wrong-password-123" not in all_logged(logs)
     finally:
+        docker_cli("rmi", "-f", image, check=False)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("swarm")
+async def test_swarm_service_pulls_with_the_credentials(
+    auth_registry: AuthRegistry, unique: str
+) -> None:
+    # SwarmSpawner: the node that runs the task pulls the image itself, so the credentials go
+    # with the service (as `docker service create --with-registry-auth`); without them the
+    # task is rejected ("No such image").
+    image = auth_registry.login_and_push(f"rustdocker-test/swarm-{uuid.uuid4().hex[:8]}")
+    host = auth_registry.host
+    s = make_spawner(
+        unique,
+        cls=rustdocker.SwarmSpawner,
+        image=image,
+        registry_credentials={host: {"username": "robot", "password": PASSWORD}},
+        use_internal_ip=False,
+    )
+    try:
+        await s.start()
+        info = json.loads(docker_cli("service", "inspect", s.object_name))[0]
+        assert info["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].startswith(image)
+        assert await s.poll() is None
+        assert PASSWORD not in json.dumps(info)  # the engine keeps no copy in the service
+        await s.stop()
+    finally:
+        docker_cli("service", "rm", s.object_name, check=False)
         docker_cli("rmi", "-f", image, check=False)

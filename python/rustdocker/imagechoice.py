@@ -394,7 +394,9 @@ class ImageChoice(SpawnerPart):
         in a Docker client configuration, as `docker login` writes it); or the path of such a
         `config.json` for every registry in it. Files are read at each start, so rotated
         credentials apply without a restart. Credential helpers (`credsStore`, `credHelpers`)
-        are not run: an entry that needs one is an error naming the registry.
+        are not run: an entry that needs one is an error naming the registry. SwarmSpawner
+        sends them with the service, so the node that runs it can pull. A start joins a pull
+        of its image already in flight only when that pull uses the same credentials.
 
         Never logged, never in an error or a progress message. A pull the registry refuses
         fails the start with the registry's own message, naming the registry.

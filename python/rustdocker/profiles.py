@@ -364,11 +364,15 @@ def _merged(current: Any, change: Any) -> Any:
 
 
 def _with_value(value: Any, text: str) -> Any:
-    """An unlisted choice's override with `{value}` replaced by what the user typed."""
+    """An unlisted choice's override with `{value}` replaced by what the user typed, in
+    strings, dict keys included (as KubeSpawner's formatting of the override)."""
     if isinstance(value, str):
         return value.replace("{value}", text)
     if isinstance(value, Mapping):
-        return {k: _with_value(v, text) for k, v in value.items()}
+        return {
+            (k.replace("{value}", text) if isinstance(k, str) else k): _with_value(v, text)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_with_value(v, text) for v in value]
     return value
@@ -395,8 +399,10 @@ class Profiles(ImageChoice):
           ..., "default": bool, "spawner_override": {...}}}, "unlisted_choice": {"enabled":
           True, "display_name": ..., "validation_regex": "^...$", "validation_message": ...,
           "spawner_override": {"image": "myorg/{value}"}}}}`: a select per option, and a
-          free-form "Other..." value checked by `validation_regex` (with Python's `re.match`),
-          whose `{value}` goes into the override's strings.
+          free-form "Other..." value checked by `validation_regex` (with Python's `re.match`;
+          a value with a control character, such as a line break, is always refused), whose
+          `{value}` goes into the override's strings and dict keys. A value the setting then
+          refuses is refused with HTTP 400 too.
 
         Users choose through the spawn form, the REST API's `user_options`
         (`{"profile": "<slug>", "<option>": "<choice key>", "<option>--unlisted-choice":
@@ -477,6 +483,9 @@ class Profiles(ImageChoice):
     _profile_slug: str | None = None
 
     def _undo_profile(self) -> None:
+        # The `image` user option was applied after the profile, so it is undone first: undone
+        # after, it would find the configured image and "restore" the profile's.
+        self._undo_image_option()
         saved, self._profile_saved = self._profile_saved, None
         self._profile_applied = False
         self._profile_slug = None
@@ -530,20 +539,19 @@ class Profiles(ImageChoice):
                 return {"profile"}
             return set()
         profile = self._choose_profile(profiles, requested)
-        overrides = [("", profile["override"])]
+        overrides: list[tuple[str, dict[str, Any], str | None]] = [("", profile["override"], None)]
         taken = {"profile"}
         for name, option in profile["options"].items():
             other_key = f"{name}{UNLISTED}"
             taken |= {name, other_key}
-            overrides.append(
-                (f" option {name}", self._option_override(profile, name, option, options))
-            )
+            override, own = self._option_override(profile, name, option, options)
+            overrides.append((f" option {name}", override, name if own else None))
         saved: dict[str, Any] = {}
         self._profile_saved = saved
         self._profile_slug = profile["slug"]
-        for what, override in overrides:
+        for what, override, own_option in overrides:
             for setting, value in override.items():
-                await self._override(saved, profile, what, setting, value)
+                await self._override(saved, profile, what, setting, value, own_option)
         if self._image_without_option is not None:
             # The image this start runs without the `image` user option is now the profile's.
             self._image_without_option = self.image
@@ -570,7 +578,9 @@ class Profiles(ImageChoice):
 
     def _option_override(
         self, profile: dict[str, Any], name: str, option: dict[str, Any], options: Mapping
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], bool]:
+        """The override of option `name` for this start, and whether it holds the user's own
+        (free-form) value."""
         slug = profile["slug"]
         other = options.get(f"{name}{UNLISTED}")
         choice = options.get(name)
@@ -589,6 +599,14 @@ class Profiles(ImageChoice):
                     f"a string of at most {MAX_UNLISTED} characters",
                     reason="profile",
                 )
+            if any(c < " " or "\x7f" <= c <= "\x9f" for c in other):
+                # No image, path or variable wants one, and `$` in a regex matches before a
+                # trailing line break, so the regex alone would let "name\n" through.
+                raise refusal(
+                    f"Profile {slug!r} option {name!r}: {_shown(other)} is not allowed: it "
+                    "contains a control character (such as a line break)",
+                    reason="profile",
+                )
             regex = unlisted["regex"]
             if regex is not None and not regex.match(other):
                 rule = unlisted["validation_message"] or f"it must match {regex.pattern!r}"
@@ -596,7 +614,7 @@ class Profiles(ImageChoice):
                     f"Profile {slug!r} option {name!r}: {_shown(other)} is not allowed: {rule}",
                     reason="profile",
                 )
-            return _with_value(unlisted["override"], other)
+            return _with_value(unlisted["override"], other), True
         if choice not in (None, ""):
             if not isinstance(choice, str) or choice not in option["choices"]:
                 raise refusal(
@@ -604,16 +622,22 @@ class Profiles(ImageChoice):
                     f"choose one of: {choices}",
                     reason="profile",
                 )
-            return dict(option["choices"][choice]["override"])
+            return dict(option["choices"][choice]["override"]), False
         if option["default"] is None:
             raise refusal(
                 f"Profile {slug!r} option {name!r} needs a value of your own ({name}{UNLISTED})",
                 reason="profile",
             )
-        return dict(option["choices"][option["default"]]["override"])
+        return dict(option["choices"][option["default"]]["override"]), False
 
     async def _override(
-        self, saved: dict[str, Any], profile: dict[str, Any], what: str, setting: str, value: Any
+        self,
+        saved: dict[str, Any],
+        profile: dict[str, Any],
+        what: str,
+        setting: str,
+        value: Any,
+        own_option: str | None = None,
     ) -> None:
         if callable(value):
             value = await maybe_await(value(self))
@@ -623,6 +647,17 @@ class Profiles(ImageChoice):
         try:
             setattr(self, setting, _merged(current, value))
         except TraitError as e:
+            if own_option is not None:
+                # The user's own value made it unusable: theirs to correct (HTTP 400). The
+                # setting's full complaint, which may quote configured values, goes to the log.
+                self.log.warning(
+                    "%s: profile %r option %r: %s", self._log_name, profile["slug"], own_option, e
+                )
+                raise refusal(
+                    f"Profile {profile['slug']!r} option {own_option!r}: your value cannot be "
+                    f"used for {setting}: give another",
+                    reason="profile",
+                ) from None
             raise TraitError(
                 f"{self._profile_setting}: profile {profile['slug']!r}{what} sets {setting}: {e}"
             ) from None

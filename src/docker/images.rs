@@ -69,8 +69,9 @@ impl Engine {
             action: action(),
             message: "cancelled".to_owned(),
         };
+        let auth = progress::credentials_key(credentials.as_ref());
         loop {
-            match progress::join_or_lead(self.host(), image) {
+            match progress::join_or_lead(self.host(), image, auth) {
                 Role::Lead(lead) => {
                     if let Some(p) = progress {
                         p.pulling(lead.state(), false);
@@ -135,6 +136,7 @@ impl Engine {
             log::emit(log::INFO, &format!("{which}: pulling"));
             let started = Instant::now();
             let auth = credentials_for(&credentials, image);
+            let auth_key = progress::credentials_key(auth.as_ref());
             let pull = self.pull_image_watched(image, stall, &|| false, None, auth);
             tokio::pin!(pull);
             let mut ticker = tokio::time::interval(LOG_EVERY);
@@ -143,7 +145,7 @@ impl Engine {
                 tokio::select! {
                     result = &mut pull => break result,
                     _ = ticker.tick() => {
-                        if let Some(state) = progress::pull_in_flight(self.host(), image) {
+                        if let Some(state) = progress::pull_in_flight(self.host(), image, auth_key) {
                             let s = state.snapshot();
                             log::emit(log::INFO, &format!(
                                 "{which}: {} of {} MB downloaded, {} MB extracted, {} of {} layers done",

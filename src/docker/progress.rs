@@ -175,8 +175,31 @@ pub struct PullSnapshot {
     pub extracted: u64,
 }
 
-/// A pull's key: the engine's Docker host and the image.
-type PullKey = (String, String);
+/// A pull's key: the engine's Docker host, the image, and a fingerprint of the credentials it
+/// is pulled with (`credentials_key`): a start with other credentials never takes the result
+/// of a pull made with the wrong ones, or none.
+type PullKey = (String, String, u64);
+
+/// A fingerprint of the credentials a pull sends (0: none). In-process only, never shown.
+#[must_use]
+pub fn credentials_key(credentials: Option<&bollard::auth::DockerCredentials>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let Some(c) = credentials else {
+        return 0;
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        &c.username,
+        &c.password,
+        &c.auth,
+        &c.email,
+        &c.serveraddress,
+        &c.identitytoken,
+        &c.registrytoken,
+    )
+        .hash(&mut hasher);
+    hasher.finish() | 1
+}
 
 /// The pulls in flight, by engine and image.
 static PULLS: LazyLock<Mutex<HashMap<PullKey, Arc<PullState>>>> = LazyLock::new(Mutex::default);
@@ -231,10 +254,10 @@ impl Drop for Lead {
     }
 }
 
-/// This start's part in pulling `image` from the engine at `host`: lead a new pull, or join
-/// the one in flight.
-pub fn join_or_lead(host: &str, image: &str) -> Role {
-    let key = (host.to_owned(), image.to_owned());
+/// This start's part in pulling `image` from the engine at `host` with the credentials of
+/// fingerprint `auth` (`credentials_key`): lead a new pull, or join the one in flight.
+pub fn join_or_lead(host: &str, image: &str, auth: u64) -> Role {
+    let key = (host.to_owned(), image.to_owned(), auth);
     let mut pulls = lock(&PULLS);
     if let Some(state) = pulls.get(&key) {
         if state.end().is_none() {
@@ -250,10 +273,10 @@ pub fn join_or_lead(host: &str, image: &str) -> Role {
     })
 }
 
-/// The pull of `image` in flight on the engine at `host`, if any.
-pub fn pull_in_flight(host: &str, image: &str) -> Option<Arc<PullState>> {
+/// The pull of `image` with credentials `auth` in flight on the engine at `host`, if any.
+pub fn pull_in_flight(host: &str, image: &str, auth: u64) -> Option<Arc<PullState>> {
     lock(&PULLS)
-        .get(&(host.to_owned(), image.to_owned()))
+        .get(&(host.to_owned(), image.to_owned(), auth))
         .cloned()
 }
 
@@ -455,26 +478,60 @@ mod tests {
 
     #[tokio::test]
     async fn one_pull_per_image_and_a_new_lead_after_an_abandoned_one() {
-        let Role::Lead(lead) = join_or_lead("h", "x:1") else {
+        let Role::Lead(lead) = join_or_lead("h", "x:1", 0) else {
             panic!("the first start leads");
         };
-        let Role::Join(joined) = join_or_lead("h", "x:1") else {
+        let Role::Join(joined) = join_or_lead("h", "x:1", 0) else {
             panic!("the second joins");
         };
         assert!(Arc::ptr_eq(&joined, lead.state()));
-        assert!(matches!(join_or_lead("other-host", "x:1"), Role::Lead(_)));
+        assert!(matches!(
+            join_or_lead("other-host", "x:1", 0),
+            Role::Lead(_)
+        ));
         let waiter = tokio::spawn(async move { joined.ended().await });
         drop(lead); // the leading start was cancelled
         assert_eq!(waiter.await.unwrap(), PullEnd::Abandoned);
-        let Role::Lead(lead) = join_or_lead("h", "x:1") else {
+        let Role::Lead(lead) = join_or_lead("h", "x:1", 0) else {
             panic!("a waiting start leads a new pull");
         };
-        let Role::Join(joined) = join_or_lead("h", "x:1") else {
+        let Role::Join(joined) = join_or_lead("h", "x:1", 0) else {
             panic!("joins the new one");
         };
         lead.end(PullEnd::Failed("denied".to_owned()));
         assert_eq!(joined.ended().await, PullEnd::Failed("denied".to_owned()));
-        assert!(pull_in_flight("h", "x:1").is_none());
+        assert!(pull_in_flight("h", "x:1", 0).is_none());
+    }
+
+    #[test]
+    fn pulls_with_other_credentials_are_not_joined() {
+        use bollard::auth::DockerCredentials;
+        let creds = |password: &str| DockerCredentials {
+            username: Some("robot".to_owned()),
+            password: Some(password.to_owned()),
+            serveraddress: Some("reg:5000".to_owned()),
+            ..Default::default()
+        };
+        let (right, wrong) = (creds("right"), creds("wrong"));
+        let none = credentials_key(None);
+        let (right_key, wrong_key) = (credentials_key(Some(&right)), credentials_key(Some(&wrong)));
+        assert_eq!(right_key, credentials_key(Some(&right.clone())));
+        assert!(none != right_key && right_key != wrong_key && none != wrong_key);
+        // A pull with wrong credentials (or none) in flight: a start with the right ones leads
+        // its own, so it never inherits the other's refusal.
+        let Role::Lead(_without) = join_or_lead("h", "y:1", none) else {
+            panic!("the first start leads");
+        };
+        let Role::Lead(_wrong) = join_or_lead("h", "y:1", wrong_key) else {
+            panic!("other credentials lead their own pull");
+        };
+        let Role::Lead(right_lead) = join_or_lead("h", "y:1", right_key) else {
+            panic!("other credentials lead their own pull");
+        };
+        let Role::Join(joined) = join_or_lead("h", "y:1", right_key) else {
+            panic!("the same credentials join");
+        };
+        assert!(Arc::ptr_eq(&joined, right_lead.state()));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::{locks, Engine};
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
 use crate::metrics::{self, timed, Phase, Verb};
-use crate::spec::ContainerSpec;
+use crate::spec::{credentials_for, ContainerSpec};
 use crate::swarm::{service_spec, SwarmExtras};
 
 /// Where a started service's server listens.
@@ -231,12 +231,16 @@ impl Engine {
         progress.phase(Step::Create);
         let action = format!("create service '{}'", spec.name);
         let creating = Instant::now();
+        // The registry's credentials go with the service (as `docker service create
+        // --with-registry-auth`), so the node that runs the task can pull a private image.
+        let credentials = credentials_for(&spec.registry_credentials, &spec.image);
         // A service of that name may still be going away: retry a conflict briefly.
         let mut created = None;
         for attempt in 0..20 {
             match timed(
                 Verb::CreateService,
-                self.docker().create_service(service.clone(), None),
+                self.docker()
+                    .create_service(service.clone(), credentials.clone()),
             )
             .await
             {
