@@ -140,8 +140,7 @@ def schedule_at_hub_start(base: type[PrePull]) -> None:
     JupyterHub has no start-up hook for spawners, and it imports every installed spawner
     before its event loop runs (to list them), so this wraps its `init_spawners` step (the one
     that restores the running servers at start-up) to schedule the pre-pull right after it; the
-    step itself is unchanged. If a JupyterHub lacks that step, the first spawner made starts it
-    instead (`start_pre_pull_once`)."""
+    step itself is unchanged."""
     try:
         from jupyterhub.app import JupyterHub
     except ImportError:  # pragma: no cover - jupyterhub is a dependency
