@@ -4,7 +4,11 @@
 //! The record is one short hash per field of the create body (`Image`, `Cmd`, each `Env`
 //! variable, each `HostConfig` key, ...), so a comparison names what changed by field, never by
 //! value (a value may be a secret). The hub's API token is left out: it is the spawn's own, not
-//! configuration. Pure logic, no I/O.
+//! configuration. Environment values are not in the labels at all, not even hashed: labels
+//! travel further than the environment (monitoring such as cAdvisor exports every container
+//! label by default), and a short unsalted hash of a weak password is found by guessing. The
+//! labels name the variables; their values are read back from the container's own environment
+//! (`Config.Env`) when it is compared. Pure logic, no I/O.
 
 use std::collections::BTreeMap;
 
@@ -18,12 +22,18 @@ pub const SPEC_DIGEST_LABEL: &str = "org.rustdocker.spec-digest";
 /// Label holding the record itself: JSON `{field: hash}`, with the format's version under
 /// `VERSION_KEY`.
 pub const SPEC_FIELDS_LABEL: &str = "org.rustdocker.spec-fields";
-/// The record's format version: a record of another version is treated as no record.
-const VERSION: &str = "1";
+/// The record's format version: a record of another version is treated as no record. Version
+/// 1 held a hash of each environment value; version 2 holds `ENV_FROM_CONTAINER` instead.
+const VERSION: &str = "2";
+const VERSIONS_READ: [&str; 2] = ["1", "2"];
+/// What the labels hold for an `Env.NAME` field: its value is the container's own.
+const ENV_FROM_CONTAINER: &str = "env";
 const VERSION_KEY: &str = "_v";
 /// Environment variables that are the spawn's own, not configuration: the hub's API token,
 /// which a kept container keeps and a new one gets afresh.
 const SPAWN_ENV: [&str; 2] = ["JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"];
+/// The record's fields of the environment's variables: `Env.NAME`.
+const ENV_PREFIX: &str = "Env.";
 /// Labels under this prefix are rustdocker's own (identity, the record itself).
 const OWN_LABELS: &str = "org.rustdocker.";
 /// Hex characters kept of each field's hash: 48 bits, plenty to notice a change.
@@ -68,6 +78,24 @@ pub fn normalise_image(image: &str) -> String {
     }
 }
 
+/// `mounts` with the values of their volume driver options left out (a CIFS or NFS `o=` holds
+/// the password; a hash of it is not for labels), their keys kept. Those options only shape a
+/// volume when it is created: an existing volume is used as it is, so a changed value is no
+/// change of the container.
+fn mounts_without_secrets(mounts: &[Value]) -> Value {
+    let mut mounts = mounts.to_vec();
+    for mount in &mut mounts {
+        if let Some(Value::Object(options)) =
+            mount.pointer_mut("/VolumeOptions/DriverConfig/Options")
+        {
+            for value in options.values_mut() {
+                *value = Value::Null;
+            }
+        }
+    }
+    Value::Array(mounts)
+}
+
 impl ConfigRecord {
     /// The record of what `spec` creates: its create body, with the command as configured
     /// (`cmd` and `args`, not the image's CMD, which only a lookup would give).
@@ -94,7 +122,7 @@ impl ConfigRecord {
                     for entry in entries.iter().filter_map(Value::as_str) {
                         let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
                         if !SPAWN_ENV.contains(&name) {
-                            fields.insert(format!("Env.{name}"), field_hash(&json!(value)));
+                            fields.insert(format!("{ENV_PREFIX}{name}"), field_hash(&json!(value)));
                         }
                     }
                 }
@@ -114,6 +142,7 @@ impl ConfigRecord {
                                 binds.sort_by_key(ToString::to_string);
                                 Value::Array(binds)
                             }
+                            ("Mounts", Value::Array(mounts)) => mounts_without_secrets(mounts),
                             _ => value.clone(),
                         };
                         fields.insert(format!("HostConfig.{name}"), field_hash(&value));
@@ -135,34 +164,64 @@ impl ConfigRecord {
         ConfigRecord { fields, digest }
     }
 
-    /// The labels that carry the record on a container.
+    /// The labels that carry the record on a container: the fields without the environment's
+    /// values (see the module's comment), and the digest of that.
     #[must_use]
     pub fn labels(&self) -> [(String, String); 2] {
-        let mut record = json!(self.fields);
+        let stored: BTreeMap<&String, &str> = self
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                let v = if k.starts_with(ENV_PREFIX) {
+                    ENV_FROM_CONTAINER
+                } else {
+                    v.as_str()
+                };
+                (k, v)
+            })
+            .collect();
+        let digest = format!(
+            "sha256:{}",
+            sha256_hex(json!(stored).to_string().as_bytes())
+        );
+        let mut record = json!(stored);
         if let Value::Object(map) = &mut record {
             map.insert(VERSION_KEY.to_owned(), json!(VERSION));
         }
         [
-            (SPEC_DIGEST_LABEL.to_owned(), self.digest.clone()),
+            (SPEC_DIGEST_LABEL.to_owned(), digest),
             (SPEC_FIELDS_LABEL.to_owned(), record.to_string()),
         ]
     }
 
-    /// The record a container's labels carry; None when they carry none, or one of another
-    /// format version, or one that does not parse (made by DockerSpawner, by an older
-    /// rustdocker, or edited by hand).
-    pub fn from_labels<'a>(label: impl Fn(&str) -> Option<&'a String>) -> Option<ConfigRecord> {
+    /// The record a container's labels carry, its environment's values read from `env` (the
+    /// container's `Config.Env`); None when they carry none, or one of another format version,
+    /// or one that does not parse (made by DockerSpawner, by an older rustdocker, or edited by
+    /// hand).
+    pub fn from_labels<'a>(
+        label: impl Fn(&str) -> Option<&'a String>,
+        env: &[String],
+    ) -> Option<ConfigRecord> {
         let text = label(SPEC_FIELDS_LABEL)?;
         let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else {
             return None;
         };
-        if map.remove(VERSION_KEY) != Some(json!(VERSION)) {
+        let version = map.remove(VERSION_KEY);
+        if !VERSIONS_READ.iter().any(|v| version == Some(json!(v))) {
             return None;
         }
-        let fields = map
+        let mut fields = map
             .into_iter()
             .map(|(k, v)| v.as_str().map(|v| (k, v.to_owned())))
             .collect::<Option<BTreeMap<_, _>>>()?;
+        for entry in env {
+            let (name, value) = entry.split_once('=').unwrap_or((entry, ""));
+            if let Some(hash) = fields.get_mut(&format!("{ENV_PREFIX}{name}")) {
+                if hash == ENV_FROM_CONTAINER {
+                    *hash = field_hash(&json!(value));
+                }
+            }
+        }
         Some(ConfigRecord::from_fields(fields))
     }
 
@@ -297,8 +356,10 @@ mod tests {
     fn labels_round_trip_and_other_versions_are_no_record() {
         let a = record(&json!({}));
         let labels: BTreeMap<String, String> = a.labels().into_iter().collect();
+        // The container's environment as the engine shows it: the image's own variables too.
+        let env = ["PATH=/bin".to_owned(), "A=1".to_owned()];
         assert_eq!(
-            ConfigRecord::from_labels(|k| labels.get(k)),
+            ConfigRecord::from_labels(|k| labels.get(k), &env),
             Some(a.clone())
         );
         assert!(labels[SPEC_DIGEST_LABEL].starts_with("sha256:"));
@@ -307,10 +368,60 @@ mod tests {
             SPEC_FIELDS_LABEL.to_owned(),
             r#"{"_v":"0","Image":"x"}"#.to_owned(),
         );
-        assert_eq!(ConfigRecord::from_labels(|k| old.get(k)), None);
+        assert_eq!(ConfigRecord::from_labels(|k| old.get(k), &env), None);
         old.insert(SPEC_FIELDS_LABEL.to_owned(), "not json".to_owned());
-        assert_eq!(ConfigRecord::from_labels(|k| old.get(k)), None);
+        assert_eq!(ConfigRecord::from_labels(|k| old.get(k), &env), None);
         let none: BTreeMap<String, String> = BTreeMap::new();
-        assert_eq!(ConfigRecord::from_labels(|k| none.get(k)), None);
+        assert_eq!(ConfigRecord::from_labels(|k| none.get(k), &env), None);
+    }
+
+    #[test]
+    fn the_labels_hold_nothing_derived_from_an_environment_value() {
+        // A weak password: a hash of it in a label would be found by guessing.
+        let a = record(&json!({"env": {"JUPYTERHUB_API_TOKEN": "t", "DB_PASSWORD": "hunter2"}}));
+        let b = record(&json!({"env": {"JUPYTERHUB_API_TOKEN": "t", "DB_PASSWORD": "hunter3"}}));
+        assert_eq!(a.labels(), b.labels());
+        let text = a
+            .labels()
+            .iter()
+            .map(|(k, v)| [k.as_str(), v.as_str()].join("="))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let hash = field_hash(&json!("hunter2"));
+        assert!(!text.contains(&hash), "{text}");
+        assert!(text.contains("Env.DB_PASSWORD"), "{text}");
+        // The comparison reads the values back from the container's environment.
+        let labels: BTreeMap<String, String> = a.labels().into_iter().collect();
+        let made = ["DB_PASSWORD=hunter2".to_owned()];
+        let old = ConfigRecord::from_labels(|k| labels.get(k), &made).unwrap();
+        assert!(old.changes(&a).is_empty());
+        assert_eq!(old.changes(&b), vec!["Env.DB_PASSWORD"]);
+        // A variable gone from the container's environment counts as changed.
+        let old = ConfigRecord::from_labels(|k| labels.get(k), &[]).unwrap();
+        assert_eq!(old.changes(&a), vec!["Env.DB_PASSWORD"]);
+        // A record of version 1 (hashes of the values) is still read.
+        let mut v1 = json!(a.fields);
+        v1["_v"] = json!("1");
+        let v1 = BTreeMap::from([(SPEC_FIELDS_LABEL.to_owned(), v1.to_string())]);
+        let old = ConfigRecord::from_labels(|k| v1.get(k), &[]).unwrap();
+        assert!(old.changes(&a).is_empty());
+    }
+
+    #[test]
+    fn volume_driver_option_values_are_not_hashed() {
+        let mount = |password: &str| {
+            json!({"mounts": [{"type": "volume", "source": "nfs", "target": "/n",
+                "driver_config": {"name": "local",
+                    "options": {"type": "cifs", "o": format!("password={password}")}}}]})
+        };
+        let a = record(&mount("hunter2"));
+        assert!(a.fields.contains_key("HostConfig.Mounts"), "{:?}", a.fields);
+        assert_eq!(a, record(&mount("hunter3")));
+        // Another option, another mount: still a change.
+        let b = record(
+            &json!({"mounts": [{"type": "volume", "source": "nfs", "target": "/m",
+            "driver_config": {"name": "local", "options": {"type": "cifs", "o": "x"}}}]}),
+        );
+        assert_eq!(a.changes(&b), vec!["HostConfig.Mounts"]);
     }
 }

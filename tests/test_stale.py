@@ -5,6 +5,7 @@ it anew (`on_config_change = "recreate"`), keeping its volumes. Checked with `do
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -80,6 +81,21 @@ async def test_the_record_is_on_the_container_without_the_token(unique: str) -> 
     assert "Env.A" in fields and "Image" in fields and "HostConfig.Binds" not in fields
     assert not any("TOKEN" in k for k in fields)
     assert s.api_token not in labels[FIELDS]
+    await s.stop()
+
+
+@pytest.mark.docker
+async def test_the_labels_hold_nothing_derived_from_an_environment_value(unique: str) -> None:
+    """Labels travel further than the environment (cAdvisor exports them all, by default): a
+    hash of a weak password there would be found by guessing. The values are read back from
+    the container's environment when it is compared (see the "warn" test below)."""
+    s = make_spawner(unique, remove=False, environment={"DB_PASSWORD": "hunter2"})
+    await s.start()
+    labels = inspect("container", s.object_name)["Config"]["Labels"]
+    fields = json.loads(labels[FIELDS])
+    weak = hashlib.sha256(json.dumps("hunter2").encode()).hexdigest()
+    assert "Env.DB_PASSWORD" in fields
+    assert not any(weak[:8] in value for value in labels.values()), fields["Env.DB_PASSWORD"]
     await s.stop()
 
 
@@ -187,5 +203,25 @@ async def test_a_container_without_a_record_is_compared_by_its_image(
         assert new["Id"] != old["Id"]
         assert new["Config"]["Labels"][DIGEST].startswith("sha256:")
         await t.stop()
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+@pytest.mark.docker
+async def test_an_unlabelled_container_the_state_does_not_record_is_never_removed(
+    unique: str, logs: Any
+) -> None:
+    """A container that only has the server's name (made by hand, or by another hub's
+    DockerSpawner on the same engine) is not provably this server's: another image does not
+    remove it, whatever on_config_change says."""
+    name = f"jupyter-{unique}"
+    docker("create", "--name", name, "-p", "127.0.0.1::8888", TINY_IMAGE)
+    try:
+        old = inspect("container", name)["Id"]
+        s = make_spawner(unique, remove=False, image=image_id(), on_config_change="recreate")
+        await s.start()
+        assert inspect("container", name)["Id"] == old == s.object_id
+        assert any("not provably this server's" in w for w in warnings_of(logs))
+        await s.stop()
     finally:
         docker("rm", "-f", name, check=False)

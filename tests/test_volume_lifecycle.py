@@ -228,3 +228,28 @@ async def test_another_hubs_volume_is_never_removed(unique: str) -> None:
         assert exists("volume", other)
     finally:
         docker("volume", "rm", other, check=False)
+
+
+@pytest.mark.docker
+async def test_a_users_volume_the_configuration_mounts_for_everyone_is_kept(
+    unique: str, logs: Any
+) -> None:
+    """The teacher's home, which the configuration also mounts read-only for every student
+    (a template naming no user): deleting the teacher keeps it, even before any student has
+    started (no state records it yet)."""
+    tag = f"sh{unique}"
+    home = f"{tag}-{unique}-home"
+    s = make_spawner(unique, volumes={f"{tag}-{{username}}-home": "/home/jovyan/work"})
+    await s.start()
+    await s.stop()
+    assert inspect("volume", home)["Labels"][LABEL_SCOPE] == "user"
+    t = make_spawner(
+        unique,
+        volumes={f"{tag}-{{username}}-home": "/home/jovyan/work"},
+        read_only_volumes={home: "/teacher"},
+        remove_on_delete=True,
+    )
+    t.load_state(s.get_state())
+    await t.delete_forever()
+    assert exists("volume", home)
+    assert f"volume {home} (another user's server records it in its state, or the " in logs.text

@@ -71,9 +71,10 @@ class ContainerSettings(Naming):
 
         rustdocker records on each container what it was made from (a digest of its spec, and
         one hash per field, in the labels `org.rustdocker.spec-digest` and
-        `org.rustdocker.spec-fields`; the hub's API token is left out) and compares at the
-        next start. A changed image always makes the container anew: the user asked for
-        another image. For any other change:
+        `org.rustdocker.spec-fields`; the hub's API token is left out, and so are the values
+        of environment variables and of volume driver options: the environment is compared
+        with the container's own) and compares at the next start. A changed image always
+        makes the container anew: the user asked for another image. For any other change:
 
         - `"warn"` (the default): the container is resumed as it is, and the hub's log names
           the fields that changed (`Env.FOO`, `HostConfig.Memory`, ...; never their values);
@@ -85,7 +86,9 @@ class ContainerSettings(Naming):
         (that would kill its user's work): it is at a start after it stops. A container made
         by DockerSpawner or by a rustdocker without this record is compared by its image only
         and otherwise resumed as it is (the log says so); remove it once (`docker rm`) to have
-        it made anew, with a record.
+        it made anew, with a record. A container without rustdocker's labels that the server's
+        state does not record (it only has the name) is never removed: it may not be this
+        server's.
 
         Example: `c.DockerSpawner.on_config_change = "recreate"`
         """,

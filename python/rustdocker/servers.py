@@ -285,6 +285,18 @@ class Servers(Volumes):
                 other_servers |= names
         return sorted(other_servers), sorted(other_users)
 
+    def _volumes_shared_by_configuration(self) -> set[str]:
+        """The named volumes the configuration mounts for every user (`shared` templates)."""
+        try:
+            return {
+                name
+                for template, name in self._volume_sources().items()
+                if not name.startswith("/") and self._volume_scope(template) == "shared"
+            }
+        except Exception as e:  # a broken template: the labels and the states remain
+            self.log.warning("Deleting %s: volume templates not rendered: %s", self._log_name, e)
+            return set()
+
     def _volume_names_to_delete(self) -> list[str]:
         """The named volumes the server's state and configuration name, certificates included."""
         names = set(self._volume_names.values())
@@ -354,6 +366,9 @@ class Servers(Volumes):
             except RustDockerError as e:
                 kept.append(f"container {container} ({e})")
         other_servers, other_users = self._volumes_recorded_elsewhere()
+        # A name the configuration mounts for every user (a template naming no user, such as
+        # a teacher's home shared read-only) is not this user's alone, whatever its labels.
+        other_users = sorted(set(other_users) | self._volumes_shared_by_configuration())
         renamed_from = self._volume_names_server
         fates = await client.delete_volumes(
             self._labels(),

@@ -1170,7 +1170,8 @@ fn compare_config(
     let config = found.config.as_ref();
     let labels = config.and_then(|c| c.labels.as_ref());
     let now = ConfigRecord::of_spec(spec)?;
-    let made_from = labels.and_then(|l| ConfigRecord::from_labels(|k| l.get(k)));
+    let env = config.and_then(|c| c.env.as_deref()).unwrap_or_default();
+    let made_from = labels.and_then(|l| ConfigRecord::from_labels(|k| l.get(k), env));
     let (changed, image_changed) = if let Some(old) = &made_from {
         (old.changes(&now), old.image_changed(&now))
     } else {
@@ -1202,8 +1203,16 @@ fn compare_config(
     }
     let what = changed.join(", ");
     let recreate = image_changed || spec.on_config_change == ConfigChange::Recreate;
+    // Removing it is for a container provably this server's: labelled as its own (checked by
+    // `check_owner`), or the very one its state records. An unlabelled container that only
+    // has the name (made by hand, by another hub's DockerSpawner) is used, never removed.
+    let recorded_in_state =
+        !spec.state_id.is_empty() && found.id.as_deref() == Some(spec.state_id.as_str());
+    let provably_ours = Owner::of_inspect(found).is_some() || recorded_in_state;
     let note = if running {
         format!("Container '{name}' was made from another configuration (changed: {what}) but is running, so it is used as it is; it is made anew at a start after it stops.{unrecorded}")
+    } else if recreate && !provably_ours {
+        format!("Container '{name}' was made from another configuration (changed: {what}), but it carries no rustdocker labels and the server's state does not record it, so it is not provably this server's: it is used as it is, never removed. Remove it (docker rm) if it is this server's, to have it made anew.")
     } else if recreate {
         let why = if image_changed {
             "the image changed"
@@ -1216,7 +1225,7 @@ fn compare_config(
     };
     Ok(ConfigCheck {
         changed,
-        recreated: recreate && !running,
+        recreated: recreate && !running && provably_ours,
         note: Some(note),
     })
 }

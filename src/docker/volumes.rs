@@ -242,7 +242,8 @@ pub struct VolumeDeletion {
     /// Volume names the states of the user's other servers record: their per-server volumes
     /// are never this server's.
     pub other_servers: Vec<String>,
-    /// Volume names the states of other users' servers record: never removed.
+    /// Volume names the states of other users' servers record, or the configuration mounts
+    /// for every user: never removed.
     pub other_users: Vec<String>,
 }
 
@@ -290,7 +291,10 @@ pub fn kept_because<S: std::hash::BuildHasher>(
         job.other_users
             .iter()
             .any(|n| n == name)
-            .then(|| "another user's server records it in its state".to_owned())
+            .then(|| {
+                "another user's server records it in its state, or the configuration mounts it for every user"
+                    .to_owned()
+            })
     };
     match label(SCOPE_LABEL) {
         None => Some(format!(
