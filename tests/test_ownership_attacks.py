@@ -129,7 +129,7 @@ def test_f1_another_users_simultaneous_start_blocks_and_later_undoes_a_server(
             out, _ = proc.communicate()
         lines = out.splitlines()
         a_lines = [line for line in lines if line.startswith("A ")]
-        assert a_lines, lines
+        assert a_lines, "server x's start did not return:\n" + out
         b_lines = [line for line in lines if line.startswith("B ")]
         assert b_lines, (
             "user <u>--x's start was still blocked 40 s after user <u>'s server x had started "
