@@ -1,11 +1,10 @@
 //! Images: pulls that fail when the engine reports an error in the stream. The pull policy
 //! is applied in `containers::create_or_find`, from the create call's answer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bollard::auth::DockerCredentials;
-use bollard::models::CreateImageInfo;
 use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
@@ -179,9 +178,8 @@ impl Engine {
         credentials: Option<DockerCredentials>,
     ) -> CoreResult<()> {
         let call = StreamCall::start(Verb::PullImage);
-        let mut bytes = PullBytes::default();
         let result = self
-            .pull_stream(image, stall, gone, state, credentials, &mut bytes)
+            .pull_stream(image, stall, gone, state, credentials)
             .await;
         metrics::observe_pull(call.elapsed(), result.is_ok());
         call.finish(result.as_ref().err().map(|(_, kind)| *kind));
@@ -195,7 +193,6 @@ impl Engine {
         gone: &(dyn Fn() -> bool + Send + Sync),
         state: &PullState,
         credentials: Option<DockerCredentials>,
-        bytes: &mut PullBytes,
     ) -> Result<(), (CoreError, ErrorKind)> {
         let (from_image, tag) = split_reference(image);
         let options = CreateImageOptions {
@@ -248,47 +245,11 @@ impl Engine {
                 };
                 return Err((err, ErrorKind::Registry));
             }
-            state.record(&info);
-            bytes.progress(&info);
-        }
-    }
-}
-
-/// Counts the bytes a pull downloads, from its progress messages: per layer, how far its
-/// download got (`Downloading` with `current`), and its size once `Download complete` (the
-/// engine does not report every step, nor the last one).
-#[derive(Default)]
-struct PullBytes {
-    /// Layer id -> (bytes counted, size when known).
-    layers: HashMap<String, (u64, u64)>,
-}
-
-impl PullBytes {
-    fn progress(&mut self, info: &CreateImageInfo) {
-        let (Some(id), Some(status)) = (info.id.as_ref(), info.status.as_deref()) else {
-            return;
-        };
-        let detail = info.progress_detail.as_ref();
-        let as_u64 = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        let reached = match status {
-            "Downloading" => {
-                let total = as_u64(detail.and_then(|d| d.total));
-                let entry = self.layers.entry(id.clone()).or_insert((0, 0));
-                if let Some(total) = total {
-                    entry.1 = total;
-                }
-                as_u64(detail.and_then(|d| d.current))
+            // One reading of the stream serves the progress and the metrics.
+            let downloaded = state.record(&info);
+            if downloaded > 0 {
+                metrics::add_pull_bytes(downloaded);
             }
-            "Download complete" => self.layers.get(id).map(|(_, size)| *size),
-            _ => None,
-        };
-        let Some(reached) = reached else {
-            return;
-        };
-        let entry = self.layers.entry(id.clone()).or_insert((0, 0));
-        if reached > entry.0 {
-            metrics::add_pull_bytes(reached - entry.0);
-            entry.0 = reached;
         }
     }
 }

@@ -94,22 +94,27 @@ impl PullState {
         }
     }
 
-    /// Records one message of the engine's pull stream.
-    pub fn record(&self, info: &CreateImageInfo) {
+    /// Records one message of the engine's pull stream; returns how many more bytes of the
+    /// layer it says are downloaded (what the pull metrics count).
+    pub fn record(&self, info: &CreateImageInfo) -> u64 {
         let (Some(id), Some(status)) = (info.id.as_deref(), info.status.as_deref()) else {
-            return;
+            return 0;
         };
         // The first message names the tag being pulled ("Pulling from ..."), not a layer.
         if status.starts_with("Pulling from") || id.contains(':') {
-            return;
+            return 0;
         }
         let detail = info.progress_detail.as_ref();
         let as_bytes = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
-        lock(&self.layers).entry(id.to_owned()).or_default().apply(
+        let mut layers = lock(&self.layers);
+        let layer = layers.entry(id.to_owned()).or_default();
+        let before = layer.downloaded;
+        layer.apply(
             status,
             as_bytes(detail.and_then(|d| d.current)),
             as_bytes(detail.and_then(|d| d.total)),
         );
+        layer.downloaded.saturating_sub(before)
     }
 
     /// Waits until the pull has ended; `None` if the state was dropped without an end.
@@ -455,12 +460,19 @@ mod tests {
         state.record(&msg("aaa", "Pulling fs layer", None, None));
         state.record(&msg("bbb", "Already exists", None, None));
         state.record(&msg("ccc", "Waiting", None, None));
-        state.record(&msg("aaa", "Downloading", Some(40), Some(100)));
+        // What the pull metrics count: the bytes each message adds to a layer's download.
+        assert_eq!(
+            state.record(&msg("aaa", "Downloading", Some(40), Some(100))),
+            40
+        );
         let s = state.snapshot();
         assert_eq!((s.layers, s.layers_done, s.sizes_unknown), (3, 1, 1));
         assert_eq!((s.total, s.downloaded, s.extracted), (100, 40, 0));
         state.record(&msg("ccc", "Downloading", Some(10), Some(300)));
-        state.record(&msg("aaa", "Download complete", None, None));
+        assert_eq!(
+            state.record(&msg("aaa", "Download complete", None, None)),
+            60
+        );
         state.record(&msg("aaa", "Extracting", Some(50), Some(100)));
         let s = state.snapshot();
         assert_eq!((s.total, s.downloaded, s.extracted), (400, 110, 50));
