@@ -35,6 +35,7 @@ from common import (
     median,
     q,
     remove_containers,
+    remove_containers_settled,
     rustdocker_fingerprint,
     summarize,
 )
@@ -449,13 +450,7 @@ class Bench:
             self.registry.stop()
         # Twice more after a pause: a create still in flight when a worker was killed lands
         # after the first listing.
-        removed = 0
-        for attempt in range(3):
-            found = await remove_containers(self.docker, self.label)
-            removed += found
-            if attempt and not found:
-                break
-            await asyncio.sleep(1.0)
+        removed = await remove_containers_settled(self.docker, self.label)
         images = await self.docker.request(
             "GET", f"/images/json?filters={q(json.dumps({'label': [self.label]}))}"
         )

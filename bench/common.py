@@ -195,6 +195,20 @@ async def remove_containers(docker: RawDocker, label: str) -> int:
     return len(found)
 
 
+async def remove_containers_settled(docker: RawDocker, label: str) -> int:
+    """`remove_containers`, then again after a pause until a pass finds none (three passes at
+    most): a create still in flight when a process was stopped lands after the first listing.
+    Returns how many were removed."""
+    removed = 0
+    for attempt in range(3):
+        found = await remove_containers(docker, label)
+        removed += found
+        if attempt and not found:
+            break
+        await asyncio.sleep(1.0)
+    return removed
+
+
 # --------------------------------------------------------------------------- statistics
 
 

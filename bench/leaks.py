@@ -20,7 +20,7 @@ import subprocess
 import time
 from typing import Any
 
-from common import LABEL_HUB, TINY_IMAGE, RawDocker, list_containers, q, remove_containers
+from common import LABEL_HUB, TINY_IMAGE, RawDocker, list_containers, q, remove_containers_settled
 
 
 def build_volume_image(bench_id: str) -> str:
@@ -130,13 +130,7 @@ class LeakWatch:
         """Removes the run's containers, then its volumes (labelled, or mounted only into the
         run's containers). Three passes for the containers: a create still in flight when a
         process was stopped lands after the first listing."""
-        removed = 0
-        for attempt in range(3):
-            found = await remove_containers(self.docker, self.label)
-            removed += found
-            if attempt and not found:
-                break
-            await asyncio.sleep(1.0)
+        removed = await remove_containers_settled(self.docker, self.label)
         filters = q(json.dumps({"label": [self.label]}))
         labelled = (await self.docker.request("GET", f"/volumes?filters={filters}")).json()
         names = {v["Name"] for v in labelled.get("Volumes") or []}

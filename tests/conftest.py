@@ -97,6 +97,14 @@ def _engine_up() -> str | None:
     return None
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    # Fixtures read this at teardown to keep evidence of a failure (tests/e2e, tests/faults).
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture(scope="session")
 def engine() -> None:
     """A running Docker engine."""
