@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from traitlets import TraitError
 
 import rustdocker
 
@@ -16,11 +19,13 @@ from conftest import (
     LABEL_HUB,
     SESSION_HUB_ID,
     TINY_IMAGE,
+    FakeClient,
     docker,
     exists,
     inspect,
     make_spawner,
     wait_for,
+    warnings_of,
 )
 
 
@@ -31,6 +36,264 @@ def test_swarm_settings_and_entry_point() -> None:
     assert eps["rustdocker-swarm"].load() is rustdocker.SwarmSpawner
     s = make_spawner(cls=rustdocker.SwarmSpawner, image=TINY_IMAGE)
     assert s.network_name == "" and s.use_internal_ip is True and s.object_type == "service"
+
+
+VOLUMES = {"jupyterhub-user-{username}": "/home/jovyan/work"}
+
+
+def swarm_spawner(user: str = "alice", servername: str = "", **settings: Any) -> Any:
+    return make_spawner(user, servername, cls=rustdocker.SwarmSpawner, **settings)
+
+
+def started_on(node_id: str, hostname: str) -> Callable[..., SimpleNamespace]:
+    """A fake `start_service` answer: the task runs on that node."""
+
+    def answer(spec_json: str, swarm_json: str, ticket: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            id="svc", ip="10.0.0.2", port=30001, warnings=[], node_id=node_id,
+            node_hostname=hostname,
+        )  # fmt: skip
+
+    return answer
+
+
+def swarm_settings(fake_client: FakeClient) -> dict[str, Any]:
+    """The swarm settings of the last start the core was handed."""
+    return json.loads(fake_client.called("start_service")[-1]["swarm_json"])  # type: ignore[no-any-return]
+
+
+async def test_the_volume_node_is_recorded_kept_and_followed(fake_client: FakeClient) -> None:
+    fake_client.answers["start_service"] = started_on("n-worker", "worker-1")
+    s = swarm_spawner(volumes=VOLUMES)
+    await s.start()
+    assert "pin_node" not in swarm_settings(fake_client)  # no record yet: anywhere
+    await s.stop()
+    s.clear_state()  # as the hub does after a stop
+    state = json.loads(json.dumps(s.get_state()))
+    assert state["volume_node"] == {"id": "n-worker", "hostname": "worker-1"}
+    # The hub restarts: the next start is held to that node.
+    s2 = swarm_spawner(volumes=VOLUMES)
+    s2.load_state(state)
+    await s2.start()
+    assert swarm_settings(fake_client)["pin_node"] == {
+        "id": "n-worker",
+        "hostname": "worker-1",
+        "recorded_by": "this server's last start",
+        "volumes": ["jupyterhub-user-alice"],
+    }
+    for junk in ("n-worker", {"hostname": "h"}, {"id": ""}, None):
+        s3 = swarm_spawner(volumes=VOLUMES)
+        s3.load_state({"volume_node": junk})
+        assert "volume_node" not in s3.get_state()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"volume_driver": "rexray"},  # a volume plugin: storage every node reaches
+        {"volume_driver": "local", "volume_driver_options": {"type": "nfs", "o": "addr=nfs"}},
+        {"volumes": {"datasets": "/data"}},  # every user's: each node has a copy
+        {"volumes": {"/srv/home/{username}": "/home/jovyan/work"}},  # a host directory
+        {
+            "volumes": {},
+            "mounts": [
+                {
+                    "type": "volume",
+                    "source": "home-{username}",
+                    "target": "/home/jovyan/work",
+                    "driver_config": {"name": "local", "options": {"type": "cifs"}},
+                },
+            ],
+        },
+    ],
+)
+async def test_volumes_on_shared_storage_or_of_everyone_do_not_hold_a_server(
+    fake_client: FakeClient, settings: dict[str, Any]
+) -> None:
+    s = swarm_spawner(**{"volumes": VOLUMES, **settings})
+    s.load_state({"volume_node": {"id": "n-worker", "hostname": "worker-1"}})
+    await s.start()
+    assert "pin_node" not in swarm_settings(fake_client)
+
+
+async def test_place_on_volume_node_off_or_from_a_callable(fake_client: FakeClient) -> None:
+    fake_client.answers["start_service"] = started_on("n-manager", "manager-1")
+    s = swarm_spawner(volumes=VOLUMES, place_on_volume_node=False)
+    s.load_state({"volume_node": {"id": "n-worker", "hostname": "worker-1"}})
+    await s.start()
+    assert "pin_node" not in swarm_settings(fake_client)
+    # Where it ran is recorded all the same: the user's files are there now.
+    assert s.get_state()["volume_node"] == {"id": "n-manager", "hostname": "manager-1"}
+
+    async def only_others(spawner: Any) -> bool:
+        return bool(spawner.user.name != "alice")
+
+    s = swarm_spawner(volumes=VOLUMES, place_on_volume_node=only_others)
+    s.load_state({"volume_node": {"id": "n-worker", "hostname": "worker-1"}})
+    await s.start()
+    assert "pin_node" not in swarm_settings(fake_client)
+    s = swarm_spawner("bob", volumes=VOLUMES, place_on_volume_node=only_others)
+    s.load_state({"volume_node": {"id": "n-worker", "hostname": "worker-1"}})
+    await s.start()
+    assert swarm_settings(fake_client)["pin_node"]["id"] == "n-worker"
+    s = swarm_spawner(volumes=VOLUMES, place_on_volume_node=lambda spawner: "yes")
+    s.load_state({"volume_node": {"id": "n-worker", "hostname": "worker-1"}})
+    with pytest.raises(TraitError, match="place_on_volume_node returned 'yes': a bool"):
+        await s.start()
+
+
+def _with_other_servers(s: Any, states: dict[str, dict[str, Any]]) -> Any:
+    """The hub's database rows of the user's other servers."""
+    s.user.orm_user.orm_spawners = {
+        name: SimpleNamespace(state=state) for name, state in states.items()
+    }
+    return s
+
+
+def _recorded(node: str, volume: str) -> dict[str, Any]:
+    return {
+        "volume_node": {"id": node, "hostname": f"host-{node}"},
+        "volume_names": {"jupyterhub-user-{username}": volume},
+        "volume_names_server": "",
+    }
+
+
+async def test_a_named_server_follows_its_users_other_servers(
+    fake_client: FakeClient, logs: Any
+) -> None:
+    lab = _with_other_servers(
+        swarm_spawner("bob", "lab", volumes=VOLUMES),
+        {"": _recorded("n-worker", "jupyterhub-user-bob"), "x": {"object_id": "old"}},
+    )
+    await lab.start()
+    assert swarm_settings(fake_client)["pin_node"] == {
+        "id": "n-worker",
+        "hostname": "host-n-worker",
+        "recorded_by": "the default server (sharing 'jupyterhub-user-bob')",
+        "volumes": ["jupyterhub-user-bob"],
+    }
+    # A spawner object of the hub's, fresher than the database, counts too.
+    other = swarm_spawner("bob", "gpu", volumes=VOLUMES)
+    other.load_state(_recorded("n-gpu", "jupyterhub-user-bob"))
+    lab2 = _with_other_servers(swarm_spawner("bob", "lab2", volumes=VOLUMES), {})
+    lab2.user.spawners = {"gpu": other, "lab2": lab2}
+    await lab2.start()
+    assert swarm_settings(fake_client)["pin_node"]["id"] == "n-gpu"
+    # Volumes of its own (a name per server) follow nobody else.
+    own = _with_other_servers(
+        swarm_spawner("bob", "own", volumes={"home-{username}--{servername}": "/home/jovyan"}),
+        {"": _recorded("n-worker", "jupyterhub-user-bob")},
+    )
+    await own.start()
+    assert "pin_node" not in swarm_settings(fake_client)
+    # Its own record wins over the others'; a disagreement is logged.
+    mine = _with_other_servers(
+        swarm_spawner("bob", "mine", volumes=VOLUMES),
+        {"": _recorded("n-worker", "jupyterhub-user-bob")},
+    )
+    mine.load_state({"volume_node": {"id": "n-manager", "hostname": "manager-1"}})
+    await mine.start()
+    assert swarm_settings(fake_client)["pin_node"]["id"] == "n-manager"
+    assert any("those copies of the shared volumes differ" in w for w in warnings_of(logs))
+
+
+async def test_a_users_servers_on_two_nodes_refuse_a_new_one(fake_client: FakeClient) -> None:
+    lab = _with_other_servers(
+        swarm_spawner("bob", "lab", volumes=VOLUMES),
+        {
+            "": _recorded("n-worker", "jupyterhub-user-bob"),
+            "gpu": _recorded("n-manager", "jupyterhub-user-bob"),
+        },
+    )
+    with pytest.raises(Exception) as info:
+        await lab.start()
+    message = str(info.value)
+    for part in (
+        "node 'host-n-manager' (id n-manager) by the server 'gpu'",
+        "node 'host-n-worker' (id n-worker) by the default server",
+        "place_on_volume_node = False",
+    ):
+        assert part in message, message
+    assert getattr(info.value, "status_code", None) == 409
+    assert fake_client.called("start_service") == []  # refused before anything is made
+    assert lab._start_stage is None
+
+
+async def test_placement_from_a_callable_with_templates(fake_client: FakeClient) -> None:
+    async def placement(spawner: Any) -> dict[str, Any]:
+        return {"constraints": ["node.labels.team=={username}"], "preferences": []}
+
+    s = swarm_spawner("Al", extra_placement_spec=placement)
+    await s.start()
+    assert swarm_settings(fake_client)["extra_placement_spec"] == {
+        "constraints": ["node.labels.team==-41l"],  # {username} escaped
+        "preferences": [],
+    }
+    s = swarm_spawner(extra_placement_spec={"constraints": ["node.hostname=={raw_username}"]})
+    await s.start()
+    assert swarm_settings(fake_client)["extra_placement_spec"]["constraints"] == [
+        "node.hostname==alice"
+    ]
+    s = swarm_spawner(extra_placement_spec=lambda spawner: ["node.role==worker"])
+    with pytest.raises(TraitError, match="extra_placement_spec returned"):
+        await s.start()
+
+
+async def test_publish_mode(fake_client: FakeClient) -> None:
+    s = swarm_spawner(publish_mode="HOST")
+    assert (s.publish_mode, s.use_internal_ip) == ("host", False)
+    assert swarm_spawner().publish_mode == "ingress"
+    await s.start()
+    assert swarm_settings(fake_client)["publish_mode"] == "host"
+    s = swarm_spawner(publish_mode="host", use_internal_ip=True)
+    with pytest.raises(TraitError, match=r"publish_mode = 'host'.*use_internal_ip = False"):
+        await s.start()
+    with pytest.raises(TraitError):
+        swarm_spawner(publish_mode="mesh")
+
+
+async def test_poll_reports_a_server_on_a_node_that_is_down(
+    fake_client: FakeClient, logs: Any
+) -> None:
+    s = swarm_spawner()
+    s.load_state({"object_id": "svc", "object_name": "jupyter-alice"})
+    fake_client.answers["service_status"] = (True, "running", 0, "'w' (id n)")
+    assert await s.poll() is None
+    fake_client.answers["service_status"] = (False, "node-down", 1, "'w' (id n)")
+    assert await s.poll() == 1
+    assert await s.poll() == 1
+    downs = [w for w in warnings_of(logs) if "is down: reported ended" in w]
+    assert len(downs) == 1 and "'w' (id n)" in downs[0], downs
+    fake_client.answers["service_status"] = (False, "failed", 137, "'w' (id n)")
+    assert await s.poll() == 137
+
+
+async def test_get_url_in_host_mode_asks_the_swarm(fake_client: FakeClient, logs: Any) -> None:
+    from jupyterhub import orm
+    from jupyterhub.objects import Server
+
+    s = swarm_spawner(publish_mode="host")
+    s.load_state({"object_id": "svc", "object_name": "jupyter-alice"})
+    s.server = Server(
+        orm_server=orm.Server(
+            proto="http", ip="10.0.0.9", port=1, base_url="/user/alice/", cookie_name=""
+        )
+    )
+    fake_client.answers["service_address"] = ("10.0.0.2", 30001)
+    assert await s.get_url() == "http://10.0.0.2:30001/user/alice/"
+    fake_client.answers["service_address"] = rustdocker.RustDockerError("no answer")
+    assert await s.get_url() == "http://10.0.0.9:1/user/alice/"
+    assert any("using its stored URL" in w for w in warnings_of(logs))
+    # Ingress: the published port is the service's and does not change.
+    s = swarm_spawner(use_internal_ip=False)
+    s.server = Server(
+        orm_server=orm.Server(
+            proto="http", ip="10.0.0.9", port=2, base_url="/user/alice/", cookie_name=""
+        )
+    )
+    calls = len(fake_client.called("service_address"))
+    assert await s.get_url() == "http://10.0.0.9:2/user/alice/"
+    assert len(fake_client.called("service_address")) == calls
 
 
 # ------------------------------------------------------------------ on the engine

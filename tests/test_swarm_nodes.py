@@ -1,0 +1,495 @@
+"""SwarmSpawner on a real two-node swarm (tests/swarmnodes.py): the machine's dockerd as the
+manager, a dockerd in a network namespace of the test's own as the worker.
+
+Servers are reached through host-mode published ports at their node's address: the routing
+mesh needs IPVS, which this machine's kernel lacks. The nodes are built once for the module
+(about 2 s) and removed at its end, whatever happened. What each test asserts is what the
+swarm and the node's engine show: `docker service ps`, the task's node, the worker's
+containers and files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import swarmnodes
+from jupyterhub import orm
+from jupyterhub.objects import Server
+from registry import Registry, docker_cli
+from swarmnodes import SwarmNodes
+
+import rustdocker
+
+from conftest import (
+    LABEL_HUB,
+    SESSION_HUB_ID,
+    TINY_IMAGE,
+    docker,
+    exists,
+    http_get,
+    make_spawner,
+    skip_or_fail,
+    wait_for,
+    warnings_of,
+)
+
+pytestmark = pytest.mark.docker
+
+VOLUMES = {"jupyterhub-user-{username}": "/home/jovyan/work"}
+ON_WORKER = {"constraints": ["node.role==worker"]}
+
+
+@pytest.fixture(scope="module")
+def nodes(
+    engine: None, tiny_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SwarmNodes]:
+    problem = swarmnodes.missing()
+    if problem:
+        skip_or_fail(problem)
+    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
+    if state != "inactive":
+        skip_or_fail(
+            f"the machine's dockerd is in a swarm (state {state!r}) that this test did not make"
+        )
+    topology = SwarmNodes(tmp_path_factory.mktemp("swarmnodes"))
+    try:
+        topology.start()
+        topology.load_image(tiny_image)
+        yield topology
+    finally:
+        for sid in docker(
+            "service", "ls", "-q", "--filter", f"label={LABEL_HUB}={SESSION_HUB_ID}"
+        ).stdout.split():
+            docker("service", "rm", sid, check=False)
+        topology.close()
+        left = topology.leftovers()
+        assert not left, f"the two-node topology left {left}"
+
+
+@pytest.fixture(scope="module")
+def registry(nodes: SwarmNodes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Debian's docker-registry on the host's 127.0.0.1:P, and a second one on the worker's
+    127.0.0.1:P serving the same storage: `127.0.0.1:P/...` is the same image on both nodes."""
+    if shutil.which("docker-registry") is None:
+        skip_or_fail("Debian's docker-registry is needed (apt-get install docker-registry)")
+    r = Registry(tmp_path_factory.mktemp("registry"))
+    r.start()
+    try:
+        nodes.serve_registry(r.workdir / "storage", r.port)
+        yield r
+    finally:
+        r.stop()
+
+
+@contextlib.contextmanager
+def busy_worker() -> Iterator[None]:
+    """A task of another service on the worker: the swarm's scheduler prefers the node with
+    fewer tasks, so a server that nothing holds to the worker lands on the manager."""
+    name = f"rdt-busy-{uuid.uuid4().hex[:8]}"
+    docker(
+        "service", "create", "--detach", "--name", name, "--label", f"{LABEL_HUB}={SESSION_HUB_ID}",
+        "--constraint", "node.role==worker", "--restart-condition", "none", TINY_IMAGE,
+    )  # fmt: skip
+    try:
+        swarmnodes.wait_until(
+            lambda: any(t["current"].startswith("Running") for t in tasks(name)),
+            60,
+            "the worker's other task runs",
+        )
+        yield
+    finally:
+        docker("service", "rm", name, check=False)
+
+
+def spawner(user: str, servername: str = "", **settings: Any) -> Any:
+    """A SwarmSpawner reaching its server by host-mode ports, at its node's address."""
+    settings.setdefault("publish_mode", "host")
+    return make_spawner(user, servername, cls=rustdocker.SwarmSpawner, **settings)
+
+
+def restarted(old: Any, **settings: Any) -> Any:
+    """The spawner a restarted hub makes for `old`'s server: the same configuration (as
+    given), the state from the hub's database."""
+    state = json.loads(json.dumps(old.get_state()))
+    new = spawner(old.user.name, old.name, **settings)
+    new.load_state(state)
+    return new
+
+
+def tasks(name: str) -> list[dict[str, str]]:
+    """The service's tasks as `docker service ps` shows them: node, desired and current
+    state."""
+    out = docker(
+        "service", "ps", name, "--no-trunc", "--format",
+        "{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t{{.Error}}",
+    ).stdout  # fmt: skip
+    return [
+        dict(zip(("node", "desired", "current", "error"), line.split("\t"), strict=True))
+        for line in out.splitlines()
+    ]
+
+
+def running_on(name: str) -> str:
+    """The hostname of the node that runs the service's task."""
+    running = [t for t in tasks(name) if t["current"].startswith("Running")]
+    assert len(running) == 1, tasks(name)
+    return running[0]["node"]
+
+
+def task_inspect(name: str) -> dict[str, Any]:
+    ids = docker("service", "ps", "-q", "--no-trunc", name).stdout.split()
+    return json.loads(docker("inspect", ids[0]).stdout)[0]  # type: ignore[no-any-return]
+
+
+def worker_container(nodes: SwarmNodes, name: str) -> str:
+    """The task's container on the worker, from the worker's own engine."""
+    assert nodes.worker is not None
+    ids = nodes.worker.docker(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}"
+    ).stdout.split()
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+def no_service(name: str) -> bool:
+    return docker("service", "inspect", name, check=False).returncode != 0
+
+
+def volumes_of(user: str) -> list[str]:
+    """The manager's volumes labelled as `user`'s."""
+    return sorted(
+        docker("volume", "ls", "-q", "--filter", f"label=org.rustdocker.user={user}").stdout.split()
+    )
+
+
+# ------------------------------------------------------------------ placement, host mode
+
+
+async def test_static_and_per_user_placement_on_two_nodes(nodes: SwarmNodes, unique: str) -> None:
+    alice, bob = f"{unique}a", f"{unique}b"
+    docker("node", "update", "--label-add", f"rdt-user={bob}", nodes.worker_id)
+
+    async def per_user(s: Any) -> dict[str, Any]:
+        await asyncio.sleep(0)  # an async callable, as an operator's may be
+        return {"constraints": ["node.labels.rdt-user=={username}"]}
+
+    on_manager = spawner(alice, extra_placement_spec={"constraints": ["node.role==manager"]})
+    on_worker = spawner(bob, extra_placement_spec=per_user)
+    assert on_worker.use_internal_ip is False  # host mode reaches the server by its port
+    try:
+        (ip_m, port_m), (ip_w, port_w) = await asyncio.gather(on_manager.start(), on_worker.start())
+        assert running_on(on_manager.object_name) == nodes.manager_hostname
+        assert running_on(on_worker.object_name) == nodes.worker_hostname
+        spec = json.loads(docker("service", "inspect", on_worker.object_name).stdout)[0]["Spec"]
+        # The callable's template, rendered for the user.
+        assert spec["TaskTemplate"]["Placement"]["Constraints"] == [f"node.labels.rdt-user=={bob}"]
+        assert spec["EndpointSpec"]["Ports"][0]["PublishMode"] == "host"
+        assert spec["TaskTemplate"]["RestartPolicy"]["Condition"] == "none"
+        # Each server at its node's address and the port its task published there.
+        for s, ip, port, addr in (
+            (on_manager, ip_m, port_m, nodes.manager_addr),
+            (on_worker, ip_w, port_w, nodes.worker_addr),
+        ):
+            published = task_inspect(s.object_name)["Status"]["PortStatus"]["Ports"]
+            assert (ip, port) == (addr, published[0]["PublishedPort"])
+            assert http_get(ip, port).strip() == "ok"
+    finally:
+        await asyncio.gather(on_manager.stop(), on_worker.stop(), return_exceptions=True)
+        docker("node", "update", "--label-rm", "rdt-user", nodes.worker_id, check=False)
+    assert no_service(on_manager.object_name) and no_service(on_worker.object_name)
+
+
+# ------------------------------------------------------------------ images missing on a node
+
+
+async def test_a_node_pulling_the_image_is_shown_and_an_image_no_node_has_fails_at_once(
+    nodes: SwarmNodes, registry: Registry, unique: str
+) -> None:
+    repo = f"rustdocker-test/node-pull-{uuid.uuid4().hex[:8]}"
+    # 3 MiB of random data, only in the registry (the manager's copy is removed by push_big).
+    pushed = await asyncio.to_thread(
+        registry.push_big, repo, TINY_IMAGE, 3, 1, {LABEL_HUB: SESSION_HUB_ID}
+    )
+    # The worker pulls it through a relay of 256 kB/s: about 12 s in `preparing`.
+    slow_port = await asyncio.to_thread(nodes.throttle, registry.port, 256e3)
+    image = pushed.replace(registry.host, f"127.0.0.1:{slow_port}")
+    s = spawner(unique, image=image, extra_placement_spec=ON_WORKER, progress_interval=0.1)
+    s._spawn_pending = True
+    events: list[dict[str, Any]] = []
+
+    async def follow() -> None:
+        async for event in s.progress():
+            events.append(event)
+
+    follower = asyncio.create_task(follow())
+    try:
+        ip, port = await s.start()
+        assert running_on(s.object_name) == nodes.worker_hostname
+        assert http_get(ip, port).strip() == "ok"
+    finally:
+        s._spawn_pending = False
+        await s.stop()
+        await asyncio.wait_for(follower, 10)
+    messages = [e["message"] for e in events]
+    expected = (
+        f"Waiting for the swarm to run the server (task preparing on node "
+        f"'{nodes.worker_hostname}': the node pulls {image} if it does not have it)"
+    )
+    assert expected in messages, messages
+    assert no_service(s.object_name)
+
+    # An image no node can get: the task is rejected, the start fails with the node's name
+    # and the swarm's reason, and no service is left.
+    missing = f"{registry.host}/rustdocker-test/never-pushed-{uuid.uuid4().hex[:8]}:latest"
+    s = spawner(f"{unique}x", image=missing, extra_placement_spec=ON_WORKER)
+    with pytest.raises(rustdocker.RustDockerError) as info:
+        await asyncio.wait_for(s.start(), 120)
+    message = str(info.value)
+    assert f"rejected on node '{nodes.worker_hostname}' (id {nodes.worker_id})" in message
+    assert missing in message, message
+    assert no_service(s.object_name)
+    docker_cli("rmi", "-f", pushed, check=False)
+
+
+# ------------------------------------------------------------------ stop, poll, hub restart
+
+
+async def test_kill_poll_stop_and_a_hub_restart_on_the_worker(
+    nodes: SwarmNodes, unique: str
+) -> None:
+    s = spawner(unique, extra_placement_spec=ON_WORKER)
+    ip, port = await s.start()
+    assert ip == nodes.worker_addr
+    # The hub restarts: a new spawner from the saved state, its stored URL stale.
+    s2 = restarted(s, extra_placement_spec=ON_WORKER)
+    try:
+        stored = orm.Server(
+            proto="http", ip="127.0.0.1", port=1, base_url=f"/user/{unique}/", cookie_name=""
+        )
+        s2.server = Server(orm_server=stored)
+        assert await s2.poll() is None
+        url = await s2.get_url()
+        assert url == f"http://{nodes.worker_addr}:{port}/user/{unique}/"
+        assert http_get(nodes.worker_addr, port).strip() == "ok"
+        # Killed on the worker, from outside the hub: reported with its exit code, and the
+        # swarm does not start it again behind the hub's back.
+        assert nodes.worker is not None
+        nodes.worker.docker("kill", worker_container(nodes, s2.object_name))
+
+        async def ended() -> bool:
+            return await s2.poll() is not None
+
+        await wait_for(ended, 60, "poll() sees the killed server", interval=0.5)
+        assert await s2.poll() == 137
+        assert [t["current"].split()[0] for t in tasks(s2.object_name)] == ["Failed"]
+    finally:
+        await s2.stop()
+    assert no_service(s2.object_name)
+    assert not nodes.worker.docker(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={s2.object_name}"
+    ).stdout.split()
+
+
+async def test_a_stop_waits_for_the_task_so_a_restart_on_its_node_fits(
+    nodes: SwarmNodes, unique: str
+) -> None:
+    """A reservation of most of the worker's memory: a start held to the worker fits only
+    once the old task has released it."""
+    memory = nodes.node(nodes.worker_id)["Description"]["Resources"]["MemoryBytes"]
+    settings = {"volumes": VOLUMES, "mem_guarantee": int(memory * 0.6)}
+    s = spawner(unique, extra_placement_spec=ON_WORKER, **settings)
+    await s.start()
+    name = s.object_name
+    await s.stop()
+    # When stop() returns, the swarm has ended the task: nothing of it runs on the worker.
+    assert nodes.worker is not None
+    assert not nodes.worker.docker(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}"
+    ).stdout.split()
+    # Held to the worker by its volume's record (no placement of the operator's).
+    s2 = restarted(s, **settings)
+    try:
+        await asyncio.wait_for(s2.start(), 120)
+        assert running_on(name) == nodes.worker_hostname
+    finally:
+        await s2.stop()
+
+
+# ------------------------------------------------------------------ a user's data follows the user
+
+
+async def test_a_users_files_follow_the_user_to_their_node(nodes: SwarmNodes, unique: str) -> None:
+    """The issue's scenario: a file written on the worker is there at each of ten starts after
+    a hub restart, with no placement of the operator's; a drained node fails the start with a
+    message; made active again, the server starts there."""
+    assert nodes.worker is not None
+    first = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
+    await first.start()
+    assert running_on(first.object_name) == nodes.worker_hostname
+    nodes.worker.docker(
+        "exec", worker_container(nodes, first.object_name),
+        "sh", "-c", "echo kept > /home/jovyan/work/notes.txt",
+    )  # fmt: skip
+    await first.stop()
+    assert first.get_state()["volume_node"] == {
+        "id": nodes.worker_id,
+        "hostname": nodes.worker_hostname,
+    }
+    s = first
+    with busy_worker():  # left to itself, the swarm would choose the manager
+        for _ in range(10):
+            s = restarted(s, volumes=VOLUMES)
+            await s.start()
+            try:
+                assert running_on(s.object_name) == nodes.worker_hostname
+                out = nodes.worker.docker(
+                    "exec", worker_container(nodes, s.object_name),
+                    "cat", "/home/jovyan/work/notes.txt",
+                ).stdout  # fmt: skip
+                assert out.strip() == "kept"
+            finally:
+                await s.stop()
+    volumes_before = volumes_of(unique)
+    docker("node", "update", "--availability", "drain", nodes.worker_id)
+    try:
+        s = restarted(s, volumes=VOLUMES)
+        with pytest.raises(rustdocker.RustDockerError) as info:
+            await s.start()
+        message = str(info.value)
+        for part in (
+            f"start the default server of user '{unique}'",
+            f"jupyterhub-user-{unique}",
+            f"'{nodes.worker_hostname}' (id {nodes.worker_id})",
+            "is drained",
+            f"docker node update --availability active {nodes.worker_id}",
+            "place_on_volume_node = False",
+        ):
+            assert part in message, message
+        assert no_service(s.object_name)
+        assert volumes_of(unique) == volumes_before
+    finally:
+        docker("node", "update", "--availability", "active", nodes.worker_id)
+    await s.start()
+    try:
+        assert running_on(s.object_name) == nodes.worker_hostname
+        out = nodes.worker.docker(
+            "exec", worker_container(nodes, s.object_name), "cat", "/home/jovyan/work/notes.txt"
+        ).stdout
+        assert out.strip() == "kept"
+        # The worker made its own copy of the volume, labelled as the manager labels its own.
+        labels = json.loads(
+            nodes.worker.docker("volume", "inspect", f"jupyterhub-user-{unique}").stdout
+        )[0]["Labels"]
+        assert labels["org.rustdocker.user"] == unique
+        assert labels["org.rustdocker.scope"] == "user"
+    finally:
+        await s.stop()
+
+
+async def test_a_named_server_follows_the_node_of_the_users_volume(
+    nodes: SwarmNodes, unique: str
+) -> None:
+    assert nodes.worker is not None
+    default = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
+    await default.start()
+    nodes.worker.docker(
+        "exec", worker_container(nodes, default.object_name),
+        "sh", "-c", "echo shared > /home/jovyan/work/f",
+    )  # fmt: skip
+    await default.stop()
+    # The user's named server, with no record of its own and no placement of the operator's.
+    lab = spawner(unique, "lab", volumes=VOLUMES)
+    lab.user = default.user
+    default.user.spawners.update({"": default, "lab": lab})
+    with busy_worker():  # left to itself, the swarm would choose the manager
+        await lab.start()
+    try:
+        assert running_on(lab.object_name) == nodes.worker_hostname
+        out = nodes.worker.docker(
+            "exec", worker_container(nodes, lab.object_name), "cat", "/home/jovyan/work/f"
+        ).stdout
+        assert out.strip() == "shared"
+        assert lab.get_state()["volume_node"]["id"] == nodes.worker_id
+    finally:
+        await lab.stop()
+
+
+async def test_a_volume_of_another_user_is_refused_before_a_service_is_made(
+    nodes: SwarmNodes, unique: str
+) -> None:
+    docker(
+        "volume", "create", "--label", f"{LABEL_HUB}={SESSION_HUB_ID}",
+        "--label", "org.rustdocker.managed-by=rustdocker",
+        "--label", "org.rustdocker.user=someone-else", f"jupyterhub-user-{unique}",
+    )  # fmt: skip
+    s = spawner(unique, volumes=VOLUMES)
+    # Held to the worker by a record: the manager's check still comes first.
+    s.load_state({"volume_node": {"id": nodes.worker_id, "hostname": nodes.worker_hostname}})
+    with pytest.raises(rustdocker.RustDockerError, match="holds the files of another user"):
+        await s.start()
+    assert no_service(s.object_name)
+
+
+async def test_constraints_excluding_the_volumes_node_cannot_be_placed(
+    nodes: SwarmNodes, unique: str
+) -> None:
+    s = spawner(
+        unique, volumes=VOLUMES, extra_placement_spec={"constraints": ["node.role==manager"]}
+    )
+    s.load_state({"volume_node": {"id": nodes.worker_id, "hostname": "old-name"}})
+    with pytest.raises(rustdocker.RustDockerError) as info:
+        await s.start()
+    message = str(info.value)
+    # The node by its hostname now, as the swarm shows it, and its id.
+    assert f"'{nodes.worker_hostname}' (id {nodes.worker_id})" in message, message
+    assert "'node.role==manager'" in message and "cannot be placed" in message, message
+    assert no_service(s.object_name)
+    assert not exists("volume", f"jupyterhub-user-{unique}")  # nothing was made
+
+
+# ------------------------------------------------------------------ the worker goes down (last)
+
+
+async def test_a_server_on_a_node_that_goes_down(nodes: SwarmNodes, unique: str, logs: Any) -> None:
+    """The worker's engine stops: the swarm keeps showing the task running, poll() reports the
+    server ended; a start held to the node fails, naming it; the node comes back."""
+    assert nodes.worker is not None
+    s = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
+    await s.start()
+    try:
+        nodes.worker.stop()
+
+        async def ended() -> bool:
+            return await s.poll() is not None
+
+        # The swarm marks a node down after its heartbeats stop (about 15 s here).
+        await wait_for(ended, 120, "poll() sees the node down", interval=1)
+        assert await s.poll() == 1
+        assert any(
+            "is down: reported ended" in w and nodes.worker_id in w for w in warnings_of(logs)
+        ), warnings_of(logs)
+        assert [t["current"].split()[0] for t in tasks(s.object_name)] == ["Running"]
+        await asyncio.wait_for(s.stop(), 60)  # the hub's clean-up does not wait on the node
+        assert no_service(s.object_name)
+        s2 = restarted(s, volumes=VOLUMES)
+        with pytest.raises(rustdocker.RustDockerError) as info:
+            await s2.start()
+        message = str(info.value)
+        assert f"'{nodes.worker_hostname}' (id {nodes.worker_id})" in message, message
+        assert "is down" in message and f"user '{unique}'" in message, message
+        assert "Start the node's Docker engine again" in message, message
+        assert no_service(s2.object_name)
+    finally:
+        await asyncio.to_thread(nodes.restart_worker)
+    await s2.start()
+    try:
+        assert running_on(s2.object_name) == nodes.worker_hostname
+    finally:
+        await s2.stop()
