@@ -1043,7 +1043,10 @@ proptest! {
             Err(err) => {
                 clean(&err)?;
                 prop_assert!(
-                    names_one_of(&err, &["mounts", "extra_", "cpu_limit", "cpu_guarantee"]),
+                    names_one_of(
+                        &err,
+                        &["mounts", "extra_", "cpu_limit", "cpu_guarantee", "volume_driver_options"]
+                    ),
                     "{}",
                     err
                 );

@@ -393,7 +393,16 @@ pub fn service_spec_json(
 ) -> CoreResult<Value> {
     // Whose each named volume is: the node that runs the task creates its own copy of a
     // volume it lacks, labelled from the mount (`VolumeOptions.Labels`).
-    let volumes = swarm.named_volumes(spec)?;
+    let has_volumes = spec.binds.iter().any(|b| is_named_volume(&b.source))
+        || spec
+            .engine_mounts
+            .iter()
+            .any(|m| m.get("Type").and_then(Value::as_str).unwrap_or("volume") == "volume");
+    let volumes = if has_volumes {
+        swarm.named_volumes(spec)?
+    } else {
+        Vec::new()
+    };
     let described = |name: &str| volumes.iter().find(|v| v.name == name);
     let mut mounts = Vec::new();
     for bind in &spec.binds {
