@@ -608,6 +608,15 @@ impl PyDockerClient {
         })
     }
 
+    /// The swarm node of the engine this client talks to (the hub's); awaitable of
+    /// `(id, hostname)`, or None when the engine is in no swarm.
+    fn swarm_node<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        awaitable(py, "DockerClient.swarm_node", async move {
+            Ok(engine.hub_node().await?)
+        })
+    }
+
     /// Removes a swarm service (a missing one is fine) if it is the server's whose labels are
     /// `labels` (or is unlabelled and `adopt_unlabelled`); awaitable of whether it removed it.
     /// With `wait_tasks`, it then waits (at most 45 s) until the swarm has ended the service's

@@ -160,6 +160,10 @@ labels! {
         InspectTask => "inspect_task",
         /// `GET /nodes/{id}`.
         InspectNode => "inspect_node",
+        /// `GET /nodes`.
+        ListNodes => "list_nodes",
+        /// `GET /volumes/{name}`.
+        InspectVolume => "inspect_volume",
     }
 }
 

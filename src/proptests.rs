@@ -571,6 +571,7 @@ fn swarm_extras() -> impl Strategy<Value = SwarmExtras> {
                         recorded_by: "this server's last start".to_owned(),
                         volumes: Vec::new(),
                     }),
+                    unrecorded_volumes: Vec::new(),
                 }
             },
         )

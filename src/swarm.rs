@@ -16,7 +16,7 @@ use bollard::models::{EndpointPortConfig, Node, NodeSpecAvailabilityEnum, NodeSt
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::docker::SCOPE_LABEL;
+use crate::docker::{NODE_RECORDED_LABEL, SCOPE_LABEL};
 use crate::dockerpy::pascal_case;
 use crate::errors::{CoreError, CoreResult};
 use crate::spec::{is_named_volume, typed, ContainerSpec, VolumeSpec};
@@ -50,7 +50,7 @@ pub struct PinNode {
 }
 
 /// The settings only SwarmSpawner has (docker-py keyword names or Engine fields).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwarmExtras {
     /// `cpu_guarantee` in cores, a reservation.
@@ -83,6 +83,12 @@ pub struct SwarmExtras {
     /// The node the service must run on: where its volumes are (`place_on_volume_node`).
     #[serde(default)]
     pub pin_node: Option<PinNode>,
+    /// The node-local volumes (`node_local_volumes`) of a start that `place_on_volume_node`
+    /// would hold to their node when no start recorded one (no `pin_node`): if the hub's
+    /// engine holds one made before nodes were recorded (without `NODE_RECORDED_LABEL`), the
+    /// user's files are on the hub's node, and the start is held there.
+    #[serde(default)]
+    pub unrecorded_volumes: Vec<String>,
 }
 
 impl SwarmExtras {
@@ -329,11 +335,20 @@ pub fn operator_constraints(swarm: &SwarmExtras) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// rustdocker's labels of the named volumes of a service (`volume_labels`), with the mark of a
+/// volume whose node the server's state records (`NODE_RECORDED_LABEL`).
+#[must_use]
+pub fn service_volume_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut all = labels.clone();
+    all.insert(NODE_RECORDED_LABEL.to_owned(), "true".to_owned());
+    all
+}
+
 /// The labels a named volume is made with on the node that creates it (the node that runs the
 /// task makes its own copy): as `ensure_volumes` labels the manager's.
 fn node_volume_labels(volume: Option<&VolumeSpec>, labels: &BTreeMap<String, String>) -> Value {
     let mut all: BTreeMap<String, String> = volume.map(|v| v.labels.clone()).unwrap_or_default();
-    all.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all.extend(service_volume_labels(labels));
     if let Some(volume) = volume {
         all.insert(SCOPE_LABEL.to_owned(), volume.scope().to_owned());
     }
@@ -904,11 +919,13 @@ mod tests {
         let mounts = &task["ContainerSpec"]["Mounts"];
         assert_eq!(
             mounts[0]["VolumeOptions"]["Labels"],
-            json!({"org.rustdocker.user": "alice", "org.rustdocker.scope": "user"})
+            json!({"org.rustdocker.user": "alice", "org.rustdocker.scope": "user",
+                   "org.rustdocker.node-recorded": "true"})
         );
         assert_eq!(
             mounts[1]["VolumeOptions"]["Labels"],
-            json!({"mine": "1", "org.rustdocker.user": "alice", "org.rustdocker.scope": "server"})
+            json!({"mine": "1", "org.rustdocker.user": "alice", "org.rustdocker.scope": "server",
+                   "org.rustdocker.node-recorded": "true"})
         );
         service_spec(&spec, &swarm, None).unwrap();
         // Ingress (the default) and an operator's restart policy.

@@ -238,6 +238,22 @@ class SwarmNodes:
             self.worker.start()
         self.wait_worker("ready")
 
+    def rejoin_worker(self) -> None:
+        """The worker leaves the swarm, is removed from it and joins it again: the same engine
+        (its volumes kept) as a node of a new id, in `worker_id`."""
+        assert self.worker is not None
+        old = self.worker_id
+        self.worker.docker("swarm", "leave", timeout=60)
+        self.wait_worker("down")
+        host_docker("node", "rm", "--force", old)
+        token = host_docker("swarm", "join-token", "-q", "worker").strip()
+        self.worker.docker(
+            "swarm", "join", "--token", token, "--advertise-addr", self.worker_addr,
+            "--listen-addr", f"{self.worker_addr}:2377", f"{self.manager_addr}:2377",
+        )  # fmt: skip
+        self.worker_id = self.worker.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+        self.wait_worker("ready")
+
     # ---------------------------------------------------------------- tearing down
 
     def close(self) -> None:

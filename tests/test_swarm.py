@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -114,6 +115,71 @@ async def test_volumes_on_shared_storage_or_of_everyone_do_not_hold_a_server(
     s.load_state({"volume_node": {"id": "n-worker", "hostname": "worker-1"}})
     await s.start()
     assert "pin_node" not in swarm_settings(fake_client)
+
+
+async def test_a_start_with_no_record_asks_the_core_about_the_hubs_volumes(
+    fake_client: FakeClient,
+) -> None:
+    """No node recorded: the core is handed the node-local volumes, to hold the start to the
+    hub's node if the hub's engine has them from before (tests/test_swarm_nodes.py)."""
+    s = swarm_spawner(volumes={**VOLUMES, "datasets": "/data"})
+    await s.start()
+    assert swarm_settings(fake_client)["unrecorded_volumes"] == ["jupyterhub-user-alice"]
+    assert "pin_node" not in swarm_settings(fake_client)
+    await s.stop()
+    s.clear_state()
+    # Recorded now: held to that node, nothing to ask.
+    s2 = swarm_spawner(volumes=VOLUMES)
+    s2.load_state(json.loads(json.dumps(s.get_state())))
+    await s2.start()
+    assert "unrecorded_volumes" not in swarm_settings(fake_client)
+    # Not asked when the operator turned it off, or for volumes on shared storage.
+    for settings in ({"place_on_volume_node": False}, {"volume_driver": "rexray"}):
+        await swarm_spawner("bob", **{"volumes": VOLUMES, **settings}).start()
+        assert "unrecorded_volumes" not in swarm_settings(fake_client)
+
+
+async def test_a_users_first_starts_wait_for_each_other(fake_client: FakeClient) -> None:
+    """Two of a user's servers with no node recorded, started at once: the second is handed
+    the node the first recorded."""
+    gate = asyncio.Event()
+    calls = 0
+
+    async def start_service(spec_json: str, swarm_json: str, ticket: str) -> SimpleNamespace:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await gate.wait()  # the first start's task takes a while to run
+        return started_on("n-worker", "worker-1")(spec_json, swarm_json, ticket)
+
+    fake_client.answers["start_service"] = start_service
+    resolve = fake_client._later
+
+    async def later(answer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = await resolve(answer, args, kwargs)
+        return await result if asyncio.iscoroutine(result) else result
+
+    fake_client._later = later  # type: ignore[method-assign]  # an answer that awaits
+    default = swarm_spawner("carol", volumes=VOLUMES)
+    lab = swarm_spawner("carol", "lab", volumes=VOLUMES)
+    lab.user = default.user
+    default.user.spawners = {"": default, "lab": lab}
+    first = asyncio.create_task(default.start())
+    await wait_for(lambda: calls == 1 or first.done(), 10, "the first start reaches the core")
+    assert not first.done(), first
+    second = asyncio.create_task(lab.start())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert calls == 1  # the second waits for the first's node
+    gate.set()
+    await asyncio.gather(first, second)
+    settings = [json.loads(c["swarm_json"]) for c in fake_client.called("start_service")]
+    assert "pin_node" not in settings[0]
+    assert settings[1]["pin_node"]["id"] == "n-worker"
+    assert settings[1]["pin_node"]["recorded_by"].startswith("the default server")
+    from rustdocker import swarm as swarm_module
+
+    assert not swarm_module._FIRST_PLACEMENTS  # nothing kept once no start uses it
 
 
 async def test_place_on_volume_node_off_or_from_a_callable(fake_client: FakeClient) -> None:
@@ -300,13 +366,15 @@ async def test_get_url_in_host_mode_asks_the_swarm(fake_client: FakeClient, logs
 
 
 @pytest.fixture(scope="module")
-def swarm(engine: None) -> Iterator[None]:
+def swarm(engine: None) -> Iterator[bool]:
+    """A single-node swarm on the machine's dockerd; whether this module made it (then it
+    leaves it at the end, and its tests may make it anew)."""
     state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
     joined_here = state != "active"
     if joined_here:
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     try:
-        yield
+        yield joined_here
     finally:
         for sid in docker(
             "service", "ls", "-q", "--filter", f"label=org.rustdocker.hub={SESSION_HUB_ID}"
@@ -436,3 +504,38 @@ async def test_service_on_two_networks_with_aliases(unique: str) -> None:
                 f"network {net} removed",
                 interval=0.5,
             )
+
+
+def node_id() -> str:
+    return docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+
+
+@pytest.mark.docker
+async def test_a_swarm_of_one_node_made_anew_keeps_its_servers_starting(
+    swarm: bool, unique: str, logs: Any
+) -> None:
+    """`docker swarm init` again (after `leave`) gives the only node a new id; the volumes a
+    server's record places on the old id are on it still, so the start goes there."""
+    if not swarm:
+        pytest.skip("the machine's dockerd was in a swarm this module did not make")
+    s = make_spawner(unique, cls=rustdocker.SwarmSpawner, volumes=VOLUMES, use_internal_ip=False)
+    await s.start()
+    await s.stop()
+    old = node_id()
+    assert s.get_state()["volume_node"]["id"] == old
+    docker("swarm", "leave", "--force")
+    docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    new = node_id()
+    assert new != old
+    s2 = make_spawner(unique, cls=rustdocker.SwarmSpawner, volumes=VOLUMES, use_internal_ip=False)
+    s2.load_state(json.loads(json.dumps(s.get_state())))
+    await s2.start()
+    try:
+        constraints = service(s2.object_name)["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
+        assert constraints == [f"node.id=={new}"]
+        assert any("made anew" in w and old in w and new in w for w in warnings_of(logs)), (
+            warnings_of(logs)
+        )
+    finally:
+        await s2.stop()
+    assert s2.get_state()["volume_node"]["id"] == new

@@ -89,23 +89,42 @@ def registry(nodes: SwarmNodes, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @contextlib.contextmanager
-def busy_worker() -> Iterator[None]:
-    """A task of another service on the worker: the swarm's scheduler prefers the node with
-    fewer tasks, so a server that nothing holds to the worker lands on the manager."""
+def busy(role: str) -> Iterator[None]:
+    """A task of another service on the node of `role`: the swarm's scheduler prefers the node
+    with fewer tasks, so a server that nothing holds to that node lands on the other one."""
     name = f"rdt-busy-{uuid.uuid4().hex[:8]}"
     docker(
         "service", "create", "--detach", "--name", name, "--label", f"{LABEL_HUB}={SESSION_HUB_ID}",
-        "--constraint", "node.role==worker", "--restart-condition", "none", TINY_IMAGE,
+        "--constraint", f"node.role=={role}", "--restart-condition", "none", TINY_IMAGE,
     )  # fmt: skip
     try:
         swarmnodes.wait_until(
             lambda: any(t["current"].startswith("Running") for t in tasks(name)),
             60,
-            "the worker's other task runs",
+            f"the {role}'s other task runs",
         )
         yield
     finally:
         docker("service", "rm", name, check=False)
+
+
+def busy_worker() -> contextlib.AbstractContextManager[None]:
+    """Left to itself, the swarm places a server on the manager."""
+    return busy("worker")
+
+
+def busy_manager() -> contextlib.AbstractContextManager[None]:
+    """Left to itself, the swarm places a server on the worker."""
+    return busy("manager")
+
+
+def manager_container(name: str) -> str:
+    """The task's container on the manager (the machine's engine)."""
+    ids = docker(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}"
+    ).stdout.split()
+    assert len(ids) == 1, ids
+    return ids[0]
 
 
 def spawner(user: str, servername: str = "", **settings: Any) -> Any:
@@ -452,6 +471,131 @@ async def test_constraints_excluding_the_volumes_node_cannot_be_placed(
     assert "'node.role==manager'" in message and "cannot be placed" in message, message
     assert no_service(s.object_name)
     assert not exists("volume", f"jupyterhub-user-{unique}")  # nothing was made
+
+
+async def test_volumes_made_before_nodes_were_recorded_hold_a_start_to_the_hubs_node(
+    nodes: SwarmNodes, unique: str
+) -> None:
+    """A hub that outgrew its machine: the user's volume on the hub's engine, made by
+    DockerSpawner (no record of a node in the state), holds the first start to the hub's node,
+    where the files are; a copy a SwarmSpawner start made there (a start that did not finish)
+    holds nothing."""
+    volume = f"jupyterhub-user-{unique}"
+    docker("volume", "create", "--label", f"{LABEL_HUB}={SESSION_HUB_ID}", volume)
+    docker(
+        "run", "--rm", "--label", f"{LABEL_HUB}={SESSION_HUB_ID}", "-v", f"{volume}:/w",
+        TINY_IMAGE, "sh", "-c", "echo mine > /w/notes.txt",
+    )  # fmt: skip
+    s = spawner(unique, volumes=VOLUMES)
+    s.load_state({"object_name": f"jupyter-{unique}"})  # DockerSpawner's state: no node
+    with busy_manager():  # left to itself, the swarm would choose the worker
+        await s.start()
+    try:
+        assert running_on(s.object_name) == nodes.manager_hostname
+        out = docker("exec", manager_container(s.object_name), "cat", "/home/jovyan/work/notes.txt")
+        assert out.stdout.strip() == "mine"
+        assert s.get_state()["volume_node"]["id"] == nodes.manager_id
+    finally:
+        await s.stop()
+    other = f"{unique}n"
+    docker(
+        "volume", "create", "--label", f"{LABEL_HUB}={SESSION_HUB_ID}",
+        "--label", "org.rustdocker.node-recorded=true", f"jupyterhub-user-{other}",
+    )  # fmt: skip
+    s = spawner(other, volumes=VOLUMES)
+    with busy_manager():
+        await s.start()
+    try:
+        assert running_on(s.object_name) == nodes.worker_hostname
+    finally:
+        await s.stop()
+
+
+async def test_a_users_first_starts_at_once_land_on_one_node(
+    nodes: SwarmNodes, unique: str, logs: Any
+) -> None:
+    """Two servers sharing the user's volume, started at once with no node recorded: the
+    second waits for the first and follows its node (the swarm would spread them over both)."""
+    default = spawner(unique, volumes=VOLUMES)
+    lab = spawner(unique, "lab", volumes=VOLUMES)
+    lab.user = default.user
+    default.user.spawners.update({"": default, "lab": lab})
+    try:
+        await asyncio.wait_for(asyncio.gather(default.start(), lab.start()), 240)
+        assert running_on(default.object_name) == running_on(lab.object_name)
+        assert default.get_state()["volume_node"] == lab.get_state()["volume_node"]
+    finally:
+        await asyncio.gather(default.stop(), lab.stop(), return_exceptions=True)
+
+
+async def test_deleting_a_server_whose_files_are_on_another_node_says_where_they_are(
+    nodes: SwarmNodes, unique: str, logs: Any
+) -> None:
+    assert nodes.worker is not None
+    volume = f"jupyterhub-user-{unique}"
+    s = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER, remove_on_delete=True)
+    await s.start()
+    await s.stop()
+    await s.delete_forever()
+    assert not exists("volume", volume)  # the hub's engine's copy
+    # The files are on the worker, which the hub's engine cannot reach: kept, and said so.
+    assert nodes.worker.docker("volume", "inspect", volume, check=False).returncode == 0
+    said = [w for w in warnings_of(logs) if "still there" in w]
+    assert len(said) == 1 and nodes.worker_id in said[0] and volume in said[0], warnings_of(logs)
+    # What the warning says to run there, once the worker has removed the task's container.
+    worker = nodes.worker
+    swarmnodes.wait_until(
+        lambda: worker.docker("volume", "rm", volume, check=False).returncode == 0,
+        60,
+        "the volume is removed on the worker",
+        interval=0.5,
+    )
+
+
+async def test_a_node_that_joined_again_under_a_new_id_is_named(
+    nodes: SwarmNodes, unique: str
+) -> None:
+    assert nodes.worker is not None
+    s = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
+    await s.start()
+    nodes.worker.docker(
+        "exec", worker_container(nodes, s.object_name),
+        "sh", "-c", "echo kept > /home/jovyan/work/notes.txt",
+    )  # fmt: skip
+    await s.stop()
+    old = nodes.worker_id
+    await asyncio.to_thread(nodes.rejoin_worker)
+    new = nodes.worker_id
+    assert new != old
+    s = restarted(s, volumes=VOLUMES)
+    with pytest.raises(rustdocker.RustDockerError) as info:
+        await s.start()
+    message = str(info.value)
+    for part in (
+        f"'{nodes.worker_hostname}' (id {old})",
+        "is no longer in the swarm",
+        f"under another id ({new})",
+        f"node.id=={new}",
+    ):
+        assert part in message, message
+    assert no_service(s.object_name)
+    # As the message says: once on the new id, which the start records.
+    s = restarted(
+        s,
+        volumes=VOLUMES,
+        place_on_volume_node=False,
+        extra_placement_spec={"constraints": [f"node.id=={new}"]},
+    )
+    await s.start()
+    try:
+        assert running_on(s.object_name) == nodes.worker_hostname
+        out = nodes.worker.docker(
+            "exec", worker_container(nodes, s.object_name), "cat", "/home/jovyan/work/notes.txt"
+        ).stdout
+        assert out.strip() == "kept"
+    finally:
+        await s.stop()
+    assert s.get_state()["volume_node"]["id"] == new
 
 
 # ------------------------------------------------------------------ the worker goes down (last)

@@ -268,6 +268,9 @@ class DockerClient:
     ) -> Awaitable[tuple[str, int] | None]:
         """Where the server's running task is reached now (`publish_mode` `host`: its node's
         address and the port it published); None without a running task of the server's."""
+    def swarm_node(self) -> Awaitable[tuple[str, str] | None]:
+        """The swarm node of the engine this client talks to (the hub's), `(id, hostname)`;
+        None when the engine is in no swarm."""
     def remove_service(
         self,
         name: str,

@@ -6,8 +6,10 @@ at its node's address (`publish_mode`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from jupyterhub.spawner import Spawner
@@ -22,6 +24,13 @@ from .spawner import DockerSpawner
 
 def _server_words(name: str) -> str:
     return f"the server {name!r}" if name else "the default server"
+
+
+# The starts, in this hub process, of a user's servers whose volumes no start has placed on a
+# node yet, by (hub_id, user): they run one at a time, so that the second follows the node
+# the first recorded instead of being placed on another one with its own copy of a volume they
+# share. `[lock, starts using it]`; an entry goes when no start uses it.
+_FIRST_PLACEMENTS: dict[tuple[str, str], list[Any]] = {}
 
 
 class SwarmSpawner(DockerSpawner):
@@ -112,14 +121,25 @@ class SwarmSpawner(DockerSpawner):
         (`node.id==...`). A named server that has no record follows the node the user's
         other servers recorded for a volume they share (a per-user volume such as
         `jupyterhub-user-{username}`); if they recorded two nodes, the start is refused,
-        naming both. When the node is drained, paused, down or gone, or the placement
-        constraints exclude it, the start fails before anything is made, with a message
-        naming the node and what to do. Not applied to volumes on shared storage (a
-        `volume_driver` or `driver_config` other than `local`, or `local` with a `type` of
-        `nfs`, `nfs4`, `cifs`, `smb3`, `ceph` or `glusterfs`), to volumes every user shares
-        (their name has no `{username}`) or to host directories (each node has its own: put
-        them on storage every node mounts). The record lives in the hub's database: a hub
-        that loses its database loses where the volumes are.
+        naming both. A user's servers with no record start one at a time, so that they all
+        follow the first one's node. A server with no record whose volumes the hub's engine
+        holds from before (made by DockerSpawner, or on a swarm of one node: the user's files
+        are there) is held to the hub's node.
+
+        When the node is drained, paused, down or gone, or the placement constraints exclude
+        it (`node.id`, `.hostname`, `.role`, `.platform.*`, `.labels.*` and `engine.labels.*`
+        are checked here; others, such as `node.ip`, are left to the swarm, whose task then
+        waits, pending, until `start_timeout`), the start fails before anything is made, with
+        a message naming the node and what to do. A node that joined the swarm again has a
+        new id: the message names it. A swarm of one node made anew, whose node has the
+        recorded hostname, takes the start, with a warning.
+
+        Not applied to volumes on shared storage (a `volume_driver` or `driver_config` other
+        than `local`, or `local` with a `type` of `nfs`, `nfs4`, `cifs`, `smb3`, `ceph` or
+        `glusterfs`), to volumes every user shares (their name has no `{username}`) or to host
+        directories (each node has its own: put them on storage every node mounts). The
+        record lives in the hub's database: a hub that loses its database loses where the
+        volumes are.
 
         False: no record is applied (each start records where it ran, so turning it on again
         keeps users on their last node). May be a callable `f(spawner)`, possibly async,
@@ -300,6 +320,30 @@ class SwarmSpawner(DockerSpawner):
             )
         return value
 
+    async def delete_forever(self) -> None:
+        """As DockerSpawner's; with `remove_on_delete`, a warning when the server's volumes
+        live on another swarm node than the hub's: only the hub's engine's copies could be
+        removed, and the user's files are still on that node. Never raises."""
+        await super().delete_forever()
+        node = self._volume_node
+        if not (self.remove_on_delete and node):
+            return
+        try:
+            client = await self.docker_client()
+            hub_node = await client.swarm_node()
+        except Exception as e:  # not knowing the hub's node, say where the files are anyway
+            self.log.debug("%s: the hub's swarm node is unknown: %s", self._log_name, e)
+            hub_node = None
+        if hub_node is not None and hub_node[0] == node["id"]:
+            return
+        names = " ".join(self._volume_names_to_delete()) or "VOLUME"
+        self.log.warning(
+            "Deleting %s: its volumes' files are on swarm node %r (id %s), not on the hub's "
+            "engine, which removed only its own copies: they are still there; to delete them, "
+            "run on that node: docker volume rm %s",
+            self._log_name, node["hostname"], node["id"], names,
+        )  # fmt: skip
+
     @property
     def will_resume(self) -> bool:
         return False
@@ -331,13 +375,42 @@ class SwarmSpawner(DockerSpawner):
             "publish_mode": self.publish_mode,
         }
 
-    async def _swarm_start_settings(self, spec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    @contextlib.asynccontextmanager
+    async def _first_placement(self) -> AsyncIterator[None]:
+        """Held by a start that no start recorded a node for, until it has recorded one: the
+        user's other such starts wait (see `_FIRST_PLACEMENTS`)."""
+        key = (str(self.hub_id), str(self.user.name))
+        entry = _FIRST_PLACEMENTS.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            lock: asyncio.Lock = entry[0]
+            if lock.locked():
+                self.log.info(
+                    "%s: waiting for the start of another of the user's servers, to follow the "
+                    "swarm node it places their volumes on",
+                    self._log_name,
+                )
+            async with lock:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                _FIRST_PLACEMENTS.pop(key, None)
+
+    async def _swarm_start_settings(
+        self, spec: dict[str, Any], stack: contextlib.AsyncExitStack
+    ) -> tuple[dict[str, Any], list[str]]:
         """The swarm settings of this start, with the node its volumes are on when
-        `place_on_volume_node` holds it there; and its node-local volumes."""
+        `place_on_volume_node` holds it there; and its node-local volumes. A start with no
+        node to follow holds the user's first placement (in `stack`) until it is over."""
         extras = await self._swarm_extras()
         local = list(_core.node_local_volumes(json.dumps(spec), json.dumps(extras)))
         if local and await self._places_on_volume_node():
             pin = self._volume_node_to_follow(local)
+            if pin is None:
+                await stack.enter_async_context(self._first_placement())
+                # Another of the user's servers may have recorded one meanwhile.
+                pin = self._volume_node_to_follow(local)
             if pin is not None:
                 extras["pin_node"] = pin
                 self.log.info(
@@ -345,12 +418,19 @@ class SwarmSpawner(DockerSpawner):
                     self._log_name, pin["hostname"], pin["id"], ", ".join(local),
                     pin["recorded_by"],
                 )  # fmt: skip
+            else:
+                # The core holds it to the hub's node if the hub's engine has them from before.
+                extras["unrecorded_volumes"] = local
         return extras, local
 
     async def start(self) -> tuple[str, int]:
+        async with contextlib.AsyncExitStack() as stack:
+            return await self._start_service(stack)
+
+    async def _start_service(self, stack: contextlib.AsyncExitStack) -> tuple[str, int]:
         spec = await self._start_spec()
         try:
-            extras, local_volumes = await self._swarm_start_settings(spec)
+            extras, local_volumes = await self._swarm_start_settings(spec, stack)
         except BaseException:
             self._set_start_stage(None)
             raise

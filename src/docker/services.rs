@@ -11,13 +11,14 @@ use bollard::query_parameters::ListTasksOptions;
 use super::containers::{owned, Owner};
 use super::progress::{self, Phase as Step, StartProgress};
 use super::{locks, Engine};
+use crate::docker::NODE_RECORDED_LABEL;
 use crate::errors::{CoreError, CoreResult};
 use crate::log;
 use crate::metrics::{self, timed, Phase, Verb};
 use crate::spec::{credentials_for, ContainerSpec};
 use crate::swarm::{
-    host_published_port, operator_constraints, service_spec, NodeFacts, PinNode, PublishMode,
-    SwarmExtras,
+    host_published_port, operator_constraints, service_spec, service_volume_labels, NodeFacts,
+    PinNode, PublishMode, SwarmExtras,
 };
 
 /// Where a started service's server listens, and the node its task runs on.
@@ -146,15 +147,83 @@ impl Engine {
         self.node_facts(id).await.ok().flatten()
     }
 
+    /// The swarm node of the engine the hub talks to, `(id, hostname)`; None when that engine
+    /// is in no swarm.
+    pub async fn hub_node(&self) -> CoreResult<Option<(String, String)>> {
+        let info = timed(Verb::Info, self.docker().info())
+            .await
+            .map_err(|e| self.err("find the swarm node of the hub's engine", e))?;
+        let id = info
+            .swarm
+            .and_then(|s| s.node_id)
+            .filter(|id| !id.is_empty());
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let hostname = match self.node_facts(&id).await? {
+            Some(facts) => facts.hostname,
+            None => info.name.unwrap_or_default(),
+        };
+        Ok(Some((id, hostname)))
+    }
+
+    /// The swarm's nodes; empty when the swarm does not answer (what they are used for, a
+    /// hint in a message or a swarm of one node made anew, can do without).
+    async fn swarm_nodes(&self) -> Vec<NodeFacts> {
+        match timed(Verb::ListNodes, self.docker().list_nodes(None)).await {
+            Ok(nodes) => nodes.iter().map(NodeFacts::from_node).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The node a start that no start recorded a node for is held to (`place_on_volume_node`):
+    /// the hub's engine's own node, when that engine holds one of the node-local `volumes`
+    /// made before nodes were recorded (without `NODE_RECORDED_LABEL`: by DockerSpawner or a
+    /// container spawner, on the machine that was the hub's only one), where the user's files
+    /// are. None when it holds none of them: a first start (anywhere), or copies made by
+    /// SwarmSpawner starts that did not finish (they hold no files).
+    async fn unrecorded_volume_node(&self, volumes: &[String]) -> CoreResult<Option<PinNode>> {
+        let mut older = Vec::new();
+        for name in volumes {
+            match timed(Verb::InspectVolume, self.docker().inspect_volume(name)).await {
+                Ok(volume) if !volume.labels.contains_key(NODE_RECORDED_LABEL) => {
+                    older.push(name.clone());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let err = self.err(format!("inspect volume '{name}'"), e);
+                    if !err.is_not_found() {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        if older.is_empty() {
+            return Ok(None);
+        }
+        let Some((id, hostname)) = self.hub_node().await? else {
+            // Not a swarm node: the service's create fails with the swarm's own word.
+            return Ok(None);
+        };
+        Ok(Some(PinNode {
+            id,
+            hostname,
+            recorded_by: "the servers that made them on the hub's engine before nodes were recorded (DockerSpawner, or a swarm of one node)".to_owned(),
+            volumes: older,
+        }))
+    }
+
     /// Refuses, before anything is made, a start held to the node its volumes are on
     /// (`pin`) when the swarm cannot run it there: the node left the swarm, is drained,
-    /// paused or down, or the operator's placement constraints exclude it.
+    /// paused or down, or the operator's placement constraints exclude it. A swarm of one
+    /// node made anew (`docker swarm init` again: a new id) whose node has the recorded
+    /// hostname holds the volumes on that node: the start is held there instead (returned).
     async fn check_pin_node(
         &self,
         spec: &ContainerSpec,
         swarm: &SwarmExtras,
         pin: &PinNode,
-    ) -> CoreResult<()> {
+    ) -> CoreResult<Option<PinNode>> {
         let facts = self.node_facts(&pin.id).await?;
         let hostname = facts
             .as_ref()
@@ -162,10 +231,43 @@ impl Engine {
         let node = format!("'{hostname}' (id {})", pin.id);
         let volumes = pin.volumes.join(", ");
         let (why, advice) = match &facts {
-            None => (
-                "is no longer in the swarm".to_owned(),
-                "Join the node to the swarm again (its volumes are on its disk)".to_owned(),
-            ),
+            None => {
+                let nodes = self.swarm_nodes().await;
+                if let [only] = nodes.as_slice() {
+                    // The only node there is, of the recorded name: the same machine, whose
+                    // swarm was made anew. (With several nodes a machine of that name may be
+                    // another one, made to replace it: that is the operator's to say.)
+                    let fits = only.unavailable().is_none()
+                        && only.excluded_by(&operator_constraints(swarm)).is_none();
+                    if fits && !pin.hostname.is_empty() && only.hostname == pin.hostname {
+                        log::warn(&format!(
+                            "{}: its volumes ({volumes}) were recorded on swarm node {node}, which is no longer in the swarm; the swarm's only node {} has that hostname (a swarm made anew): placed there",
+                            server_words(spec),
+                            only.describe()
+                        ));
+                        return Ok(Some(PinNode {
+                            id: only.id.clone(),
+                            hostname: only.hostname.clone(),
+                            ..pin.clone()
+                        }));
+                    }
+                }
+                // A node that left and joined again has a new id; its volumes are still there.
+                let same: Vec<&str> = nodes
+                    .iter()
+                    .filter(|n| !hostname.is_empty() && n.hostname == hostname && n.id != pin.id)
+                    .map(|n| n.id.as_str())
+                    .collect();
+                let advice = match same.as_slice() {
+                    [] => "Join the node to the swarm again (its volumes are on its disk)".to_owned(),
+                    ids => format!(
+                        "The swarm has a node of that hostname under another id ({}): if it is the same machine, joined again, its volumes are on it; start the server there once with c.SwarmSpawner.place_on_volume_node = False and the placement constraint node.id=={} for this user (the start then records the new id)",
+                        ids.join(", "),
+                        ids[0]
+                    ),
+                };
+                ("is no longer in the swarm".to_owned(), advice)
+            }
             Some(facts) => {
                 if let Some(why) = facts.unavailable() {
                     let advice = if facts.availability == "active" {
@@ -183,7 +285,7 @@ impl Engine {
                         "Change extra_placement_spec so that it allows the node for this user".to_owned(),
                     )
                 } else {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         };
@@ -494,6 +596,31 @@ impl Engine {
         .await
     }
 
+    /// For a start that no start recorded a node for (`unrecorded_volumes`, no `pin_node`):
+    /// the hub's node, if its engine holds the user's files (`unrecorded_volume_node`).
+    async fn unrecorded_pin(
+        &self,
+        spec: &ContainerSpec,
+        swarm: &SwarmExtras,
+    ) -> CoreResult<Option<PinNode>> {
+        if swarm.pin_node.is_some() || swarm.unrecorded_volumes.is_empty() {
+            return Ok(None);
+        }
+        let pin = self
+            .unrecorded_volume_node(&swarm.unrecorded_volumes)
+            .await?;
+        if let Some(pin) = &pin {
+            log::info(&format!(
+                "{}: no start recorded the node of its volumes, and the hub's engine holds {} made before nodes were recorded: placed on the hub's node '{}' (id {}), where they are",
+                server_words(spec),
+                pin.volumes.join(", "),
+                pin.hostname,
+                pin.id
+            ));
+        }
+        Ok(pin)
+    }
+
     async fn start_service_steps(
         &self,
         spec: &ContainerSpec,
@@ -502,11 +629,30 @@ impl Engine {
         progress: &StartProgress,
     ) -> CoreResult<ServiceOutcome> {
         progress.phase(Step::Create);
-        if let Some(pin) = &swarm.pin_node {
-            // Before anything is made: a start that cannot run where its volumes are fails
-            // here, naming the node, rather than leaving a service that waits forever.
-            self.check_pin_node(spec, swarm, pin).await?;
+        // The node the start is held to, when this call decides it (see `unrecorded_pin`,
+        // `check_pin_node`).
+        let mut held: Option<SwarmExtras> = None;
+        if let Some(pin) = self.unrecorded_pin(spec, swarm).await? {
+            held = Some(SwarmExtras {
+                pin_node: Some(pin),
+                ..swarm.clone()
+            });
         }
+        let current = held.as_ref().unwrap_or(swarm);
+        // Before anything is made: a start that cannot run where its volumes are fails here,
+        // naming the node, rather than leaving a service that waits forever.
+        let moved = match &current.pin_node {
+            Some(pin) => self.check_pin_node(spec, current, pin).await?,
+            None => None,
+        };
+        if let Some(pin) = moved {
+            let next = SwarmExtras {
+                pin_node: Some(pin),
+                ..current.clone()
+            };
+            held = Some(next);
+        }
+        let swarm = held.as_ref().unwrap_or(swarm);
         let command = self.resolve_command(spec).await?;
         let service = service_spec(spec, swarm, command)?;
         let volumes = swarm.named_volumes(spec)?;
@@ -521,7 +667,8 @@ impl Engine {
         // On the manager's engine (the hub's): the ownership checks (another hub's or user's
         // volume is refused) before the service is made. The node that runs the task makes its
         // own copy of a volume it lacks, labelled the same (the mounts' VolumeOptions).
-        self.ensure_volumes(&volumes, &spec.volume_labels).await?;
+        self.ensure_volumes(&volumes, &service_volume_labels(&spec.volume_labels))
+            .await?;
         metrics::observe_phase(Phase::Volumes, making_volumes.elapsed());
         progress.phase(Step::Create);
         let action = format!("create service '{}'", spec.name);
