@@ -457,6 +457,26 @@ async def test_rejected_task_fails_at_once_and_leaves_nothing(unique: str) -> No
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("swarm")
+@pytest.mark.parametrize("servername", ["x!=y", "a,b", "q'u\"ote", "a\nnode.role==manager"])
+async def test_a_templated_constraint_cannot_be_widened_by_the_users_value(
+    unique: str, servername: str
+) -> None:
+    """A server name the user chose, in a constraint: it stays one value of one constraint,
+    and the swarm refuses the characters that would make it another (README, Placement)."""
+    s = make_spawner(
+        unique,
+        servername,
+        cls=rustdocker.SwarmSpawner,
+        extra_placement_spec={"constraints": ["node.labels.team=={raw_servername}"]},
+    )
+    with pytest.raises(rustdocker.RustDockerError) as info:
+        await s.start()
+    assert "is invalid" in str(info.value), info.value
+    assert docker("service", "inspect", s.object_name, check=False).returncode != 0
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("swarm")
 async def test_service_on_two_networks_with_aliases(unique: str) -> None:
     nets = [f"rustdocker-test-{unique}-{i}" for i in range(2)]
     for net in nets:

@@ -75,7 +75,10 @@ class SwarmSpawner(DockerSpawner):
         evaluated at every start: per-user placement, e.g. a group's servers on its own nodes.
         With `place_on_volume_node`, the node the server's volumes are on is added to these
         constraints (`node.id==...`); constraints that exclude that node fail the start
-        before anything is made, naming the node.
+        before anything is made, naming the node. Template fields are what the user chose as
+        much as what they are: `{servername}` and `{raw_servername}` (and a profile's free-form
+        values) are the user's own choice, so a constraint made of them lets the user pick
+        the node; key placement on `{username}` or on a callable's decision instead.
 
         Example::
 
@@ -153,9 +156,17 @@ class SwarmSpawner(DockerSpawner):
 
     extra_task_spec = Dict(
         help="""Extra fields of the `TaskTemplate` (`restart_policy`, `log_driver`,
-        `networks`, ...).
+        `networks`, ...), replacing the computed ones of the same name.
 
-        Example: `c.SwarmSpawner.extra_task_spec = {"restart_policy": {"condition": "none"}}`
+        Services are made with `restart_policy` `{"condition": "none"}`: the hub supervises
+        the server, and `poll()` reports one that ended (DockerSpawner's SwarmSpawner leaves
+        the swarm's default, which starts it again behind the hub's back). A `restart_policy`
+        here replaces it; a task the swarm starts again is reached where it ran first only
+        with `publish_mode = "ingress"` (in host mode it gets a new port, which the hub learns
+        at its next restart), and one started again on another node before
+        `place_on_volume_node` recorded a node leaves the user's files there.
+
+        Example: `c.SwarmSpawner.extra_task_spec = {"log_driver": {"name": "journald"}}`
         """,
     ).tag(config=True)
 
