@@ -222,6 +222,25 @@ class SwarmNodes:
     def manager_hostname(self) -> str:
         return str(self.node(self.manager_id)["Description"]["Hostname"])
 
+    def problem(self) -> str | None:
+        """What keeps the topology from being as `start()` made it, or None: the worker's
+        dockerd running and in the swarm, the swarm showing it ready and active."""
+        if self.worker is None or self.worker.proc is None or self.worker.proc.poll() is not None:
+            return "the worker's dockerd is not running"
+        local = self.worker.docker(
+            "info", "--format", "{{.Swarm.LocalNodeState}}", check=False, timeout=30
+        ).stdout.strip()
+        if local != "active":
+            return f"the worker's engine is not in the swarm (its swarm state is {local!r})"
+        try:
+            node = self.node(self.worker_id)
+        except RuntimeError as e:
+            return f"the swarm does not show the worker {self.worker_id}: {e}"
+        state, availability = node["Status"]["State"], node["Spec"]["Availability"]
+        if (state, availability) != ("ready", "active"):
+            return f"the swarm shows the worker {state} and {availability}"
+        return None
+
     def wait_worker(self, state: str, seconds: float = 120) -> None:
         """Waits until the swarm shows the worker in `state` (`ready`, `down`)."""
         wait_until(

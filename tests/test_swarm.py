@@ -131,7 +131,7 @@ async def test_a_start_with_no_record_asks_the_core_about_the_hubs_volumes(
     # Recorded now: held to that node, nothing to ask.
     s2 = swarm_spawner(volumes=VOLUMES)
     s2.load_state(json.loads(json.dumps(s.get_state())))
-    await s2.start()
+    await asyncio.wait_for(s2.start(), 240)  # a start held to the old id would wait forever
     assert "unrecorded_volumes" not in swarm_settings(fake_client)
     # Not asked when the operator turned it off, or for volumes on shared storage.
     for settings in ({"place_on_volume_node": False}, {"volume_driver": "rexray"}):
@@ -549,7 +549,7 @@ async def test_a_swarm_of_one_node_made_anew_keeps_its_servers_starting(
     assert new != old
     s2 = make_spawner(unique, cls=rustdocker.SwarmSpawner, volumes=VOLUMES, use_internal_ip=False)
     s2.load_state(json.loads(json.dumps(s.get_state())))
-    await s2.start()
+    await asyncio.wait_for(s2.start(), 240)  # a start held to the old id would wait forever
     try:
         constraints = service(s2.object_name)["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
         assert constraints == [f"node.id=={new}"]

@@ -15,8 +15,8 @@ import contextlib
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 import swarmnodes
@@ -41,9 +41,17 @@ from conftest import (
 )
 
 pytestmark = pytest.mark.docker
+T = TypeVar("T")
 
 VOLUMES = {"jupyterhub-user-{username}": "/home/jovyan/work"}
 ON_WORKER = {"constraints": ["node.role==worker"]}
+# A start waits for its task without a bound of its own (the hub's start_timeout is it): a
+# test bounds it, so that a node an earlier failure left unusable fails the test, not hangs it.
+START_BOUND = 240
+
+
+async def bounded(start: Awaitable[T]) -> T:
+    return await asyncio.wait_for(start, START_BOUND)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +79,15 @@ def nodes(
         topology.close()
         left = topology.leftovers()
         assert not left, f"the two-node topology left {left}"
+
+
+@pytest.fixture(autouse=True)
+def topology_intact(nodes: SwarmNodes) -> None:
+    """Each test starts on the two nodes as the module made them; one an earlier test left
+    broken fails the test at once, saying how."""
+    problem = nodes.problem()
+    if problem:
+        pytest.fail(f"the two-node topology is broken (by an earlier test?): {problem}")
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +220,9 @@ async def test_static_and_per_user_placement_on_two_nodes(nodes: SwarmNodes, uni
     on_worker = spawner(bob, extra_placement_spec=per_user)
     assert on_worker.use_internal_ip is False  # host mode reaches the server by its port
     try:
-        (ip_m, port_m), (ip_w, port_w) = await asyncio.gather(on_manager.start(), on_worker.start())
+        (ip_m, port_m), (ip_w, port_w) = await bounded(
+            asyncio.gather(on_manager.start(), on_worker.start())
+        )
         assert running_on(on_manager.object_name) == nodes.manager_hostname
         assert running_on(on_worker.object_name) == nodes.worker_hostname
         spec = json.loads(docker("service", "inspect", on_worker.object_name).stdout)[0]["Spec"]
@@ -249,7 +268,7 @@ async def test_a_node_pulling_the_image_is_shown_and_an_image_no_node_has_fails_
 
     follower = asyncio.create_task(follow())
     try:
-        ip, port = await s.start()
+        ip, port = await bounded(s.start())
         assert running_on(s.object_name) == nodes.worker_hostname
         assert http_get(ip, port).strip() == "ok"
     finally:
@@ -269,7 +288,7 @@ async def test_a_node_pulling_the_image_is_shown_and_an_image_no_node_has_fails_
     missing = f"{registry.host}/rustdocker-test/never-pushed-{uuid.uuid4().hex[:8]}:latest"
     s = spawner(f"{unique}x", image=missing, extra_placement_spec=ON_WORKER)
     with pytest.raises(rustdocker.RustDockerError) as info:
-        await asyncio.wait_for(s.start(), 120)
+        await bounded(s.start())
     message = str(info.value)
     assert f"rejected on node '{nodes.worker_hostname}' (id {nodes.worker_id})" in message
     assert missing in message, message
@@ -284,7 +303,7 @@ async def test_kill_poll_stop_and_a_hub_restart_on_the_worker(
     nodes: SwarmNodes, unique: str
 ) -> None:
     s = spawner(unique, extra_placement_spec=ON_WORKER)
-    ip, port = await s.start()
+    ip, port = await bounded(s.start())
     assert ip == nodes.worker_addr
     # The hub restarts: a new spawner from the saved state, its stored URL stale.
     s2 = restarted(s, extra_placement_spec=ON_WORKER)
@@ -324,7 +343,7 @@ async def test_a_stop_waits_for_the_task_so_a_restart_on_its_node_fits(
     memory = nodes.node(nodes.worker_id)["Description"]["Resources"]["MemoryBytes"]
     settings = {"volumes": VOLUMES, "mem_guarantee": int(memory * 0.6)}
     s = spawner(unique, extra_placement_spec=ON_WORKER, **settings)
-    await s.start()
+    await bounded(s.start())
     name = s.object_name
     await s.stop()
     # When stop() returns, the swarm has ended the task: nothing of it runs on the worker.
@@ -335,7 +354,7 @@ async def test_a_stop_waits_for_the_task_so_a_restart_on_its_node_fits(
     # Held to the worker by its volume's record (no placement of the operator's).
     s2 = restarted(s, **settings)
     try:
-        await asyncio.wait_for(s2.start(), 120)
+        await bounded(s2.start())
         assert running_on(name) == nodes.worker_hostname
     finally:
         await s2.stop()
@@ -350,7 +369,7 @@ async def test_a_users_files_follow_the_user_to_their_node(nodes: SwarmNodes, un
     message; made active again, the server starts there."""
     assert nodes.worker is not None
     first = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
-    await first.start()
+    await bounded(first.start())
     assert running_on(first.object_name) == nodes.worker_hostname
     nodes.worker.docker(
         "exec", worker_container(nodes, first.object_name),
@@ -365,7 +384,7 @@ async def test_a_users_files_follow_the_user_to_their_node(nodes: SwarmNodes, un
     with busy_worker():  # left to itself, the swarm would choose the manager
         for _ in range(10):
             s = restarted(s, volumes=VOLUMES)
-            await s.start()
+            await bounded(s.start())
             try:
                 assert running_on(s.object_name) == nodes.worker_hostname
                 out = nodes.worker.docker(
@@ -380,7 +399,7 @@ async def test_a_users_files_follow_the_user_to_their_node(nodes: SwarmNodes, un
     try:
         s = restarted(s, volumes=VOLUMES)
         with pytest.raises(rustdocker.RustDockerError) as info:
-            await s.start()
+            await bounded(s.start())
         message = str(info.value)
         for part in (
             f"start the default server of user '{unique}'",
@@ -395,7 +414,7 @@ async def test_a_users_files_follow_the_user_to_their_node(nodes: SwarmNodes, un
         assert volumes_of(unique) == volumes_before
     finally:
         docker("node", "update", "--availability", "active", nodes.worker_id)
-    await s.start()
+    await bounded(s.start())
     try:
         assert running_on(s.object_name) == nodes.worker_hostname
         out = nodes.worker.docker(
@@ -417,7 +436,7 @@ async def test_a_named_server_follows_the_node_of_the_users_volume(
 ) -> None:
     assert nodes.worker is not None
     default = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
-    await default.start()
+    await bounded(default.start())
     nodes.worker.docker(
         "exec", worker_container(nodes, default.object_name),
         "sh", "-c", "echo shared > /home/jovyan/work/f",
@@ -428,7 +447,7 @@ async def test_a_named_server_follows_the_node_of_the_users_volume(
     lab.user = default.user
     default.user.spawners.update({"": default, "lab": lab})
     with busy_worker():  # left to itself, the swarm would choose the manager
-        await lab.start()
+        await bounded(lab.start())
     try:
         assert running_on(lab.object_name) == nodes.worker_hostname
         out = nodes.worker.docker(
@@ -452,7 +471,7 @@ async def test_a_volume_of_another_user_is_refused_before_a_service_is_made(
     # Held to the worker by a record: the manager's check still comes first.
     s.load_state({"volume_node": {"id": nodes.worker_id, "hostname": nodes.worker_hostname}})
     with pytest.raises(rustdocker.RustDockerError, match="holds the files of another user"):
-        await s.start()
+        await bounded(s.start())
     assert no_service(s.object_name)
 
 
@@ -464,7 +483,7 @@ async def test_constraints_excluding_the_volumes_node_cannot_be_placed(
     )
     s.load_state({"volume_node": {"id": nodes.worker_id, "hostname": "old-name"}})
     with pytest.raises(rustdocker.RustDockerError) as info:
-        await s.start()
+        await bounded(s.start())
     message = str(info.value)
     # The node by its hostname now, as the swarm shows it, and its id.
     assert f"'{nodes.worker_hostname}' (id {nodes.worker_id})" in message, message
@@ -489,7 +508,7 @@ async def test_volumes_made_before_nodes_were_recorded_hold_a_start_to_the_hubs_
     s = spawner(unique, volumes=VOLUMES)
     s.load_state({"object_name": f"jupyter-{unique}"})  # DockerSpawner's state: no node
     with busy_manager():  # left to itself, the swarm would choose the worker
-        await s.start()
+        await bounded(s.start())
     try:
         assert running_on(s.object_name) == nodes.manager_hostname
         out = docker("exec", manager_container(s.object_name), "cat", "/home/jovyan/work/notes.txt")
@@ -504,7 +523,7 @@ async def test_volumes_made_before_nodes_were_recorded_hold_a_start_to_the_hubs_
     )  # fmt: skip
     s = spawner(other, volumes=VOLUMES)
     with busy_manager():
-        await s.start()
+        await bounded(s.start())
     try:
         assert running_on(s.object_name) == nodes.worker_hostname
     finally:
@@ -521,7 +540,7 @@ async def test_a_users_first_starts_at_once_land_on_one_node(
     lab.user = default.user
     default.user.spawners.update({"": default, "lab": lab})
     try:
-        await asyncio.wait_for(asyncio.gather(default.start(), lab.start()), 240)
+        await bounded(asyncio.gather(default.start(), lab.start()))
         assert running_on(default.object_name) == running_on(lab.object_name)
         assert default.get_state()["volume_node"] == lab.get_state()["volume_node"]
     finally:
@@ -534,7 +553,7 @@ async def test_deleting_a_server_whose_files_are_on_another_node_says_where_they
     assert nodes.worker is not None
     volume = f"jupyterhub-user-{unique}"
     s = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER, remove_on_delete=True)
-    await s.start()
+    await bounded(s.start())
     await s.stop()
     await s.delete_forever()
     assert not exists("volume", volume)  # the hub's engine's copy
@@ -557,7 +576,7 @@ async def test_a_node_that_joined_again_under_a_new_id_is_named(
 ) -> None:
     assert nodes.worker is not None
     s = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
-    await s.start()
+    await bounded(s.start())
     nodes.worker.docker(
         "exec", worker_container(nodes, s.object_name),
         "sh", "-c", "echo kept > /home/jovyan/work/notes.txt",
@@ -569,7 +588,7 @@ async def test_a_node_that_joined_again_under_a_new_id_is_named(
     assert new != old
     s = restarted(s, volumes=VOLUMES)
     with pytest.raises(rustdocker.RustDockerError) as info:
-        await s.start()
+        await bounded(s.start())
     message = str(info.value)
     for part in (
         f"'{nodes.worker_hostname}' (id {old})",
@@ -586,7 +605,7 @@ async def test_a_node_that_joined_again_under_a_new_id_is_named(
         place_on_volume_node=False,
         extra_placement_spec={"constraints": [f"node.id=={new}"]},
     )
-    await s.start()
+    await bounded(s.start())
     try:
         assert running_on(s.object_name) == nodes.worker_hostname
         out = nodes.worker.docker(
@@ -606,7 +625,7 @@ async def test_a_server_on_a_node_that_goes_down(nodes: SwarmNodes, unique: str,
     server ended; a start held to the node fails, naming it; the node comes back."""
     assert nodes.worker is not None
     s = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
-    await s.start()
+    await bounded(s.start())
     try:
         nodes.worker.stop()
 
@@ -624,7 +643,7 @@ async def test_a_server_on_a_node_that_goes_down(nodes: SwarmNodes, unique: str,
         assert no_service(s.object_name)
         s2 = restarted(s, volumes=VOLUMES)
         with pytest.raises(rustdocker.RustDockerError) as info:
-            await s2.start()
+            await bounded(s2.start())
         message = str(info.value)
         assert f"'{nodes.worker_hostname}' (id {nodes.worker_id})" in message, message
         assert "is down" in message and f"user '{unique}'" in message, message
@@ -632,7 +651,7 @@ async def test_a_server_on_a_node_that_goes_down(nodes: SwarmNodes, unique: str,
         assert no_service(s2.object_name)
     finally:
         await asyncio.to_thread(nodes.restart_worker)
-    await s2.start()
+    await bounded(s2.start())
     try:
         assert running_on(s2.object_name) == nodes.worker_hostname
     finally:
