@@ -168,17 +168,21 @@ async def test_a_users_first_starts_wait_for_each_other(fake_client: FakeClient)
     await wait_for(lambda: calls == 1 or first.done(), 10, "the first start reaches the core")
     assert not first.done(), first
     second = asyncio.create_task(lab.start())
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert calls == 1  # the second waits for the first's node
+    from rustdocker import swarm as swarm_module
+
+    def waiting() -> bool:
+        entry = swarm_module._FIRST_PLACEMENTS.get((default.hub_id, "carol"))
+        return second.done() or calls > 1 or (entry is not None and entry[1] == 2)
+
+    # Either the second start waits for the first (the fix), or it reaches the core (the bug).
+    await wait_for(waiting, 10, "the second start waits or reaches the core")
+    assert calls == 1 and not second.done()  # the second waits for the first's node
     gate.set()
     await asyncio.gather(first, second)
     settings = [json.loads(c["swarm_json"]) for c in fake_client.called("start_service")]
     assert "pin_node" not in settings[0]
     assert settings[1]["pin_node"]["id"] == "n-worker"
     assert settings[1]["pin_node"]["recorded_by"].startswith("the default server")
-    from rustdocker import swarm as swarm_module
-
     assert not swarm_module._FIRST_PLACEMENTS  # nothing kept once no start uses it
 
 
