@@ -134,17 +134,18 @@ class SwarmNodes:
         host_docker("swarm", "init", "--advertise-addr", self.manager_addr)
         self.made_swarm = self._made_swarm_once = True
         self.manager_id = host_docker("info", "--format", "{{.Swarm.NodeID}}").strip()
+        self._join_worker()
+
+    def _join_worker(self) -> None:
+        """The worker joins the swarm (its id in `worker_id`) and is ready in it."""
+        assert self.worker is not None
         token = host_docker("swarm", "join-token", "-q", "worker").strip()
         self.worker.docker(
             "swarm", "join", "--token", token, "--advertise-addr", self.worker_addr,
             "--listen-addr", f"{self.worker_addr}:2377", f"{self.manager_addr}:2377",
         )  # fmt: skip
         self.worker_id = self.worker.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
-        wait_until(
-            lambda: self.node(self.worker_id)["Status"]["State"] == "ready",
-            60,
-            "the worker is ready in the swarm",
-        )
+        self.wait_worker("ready")
 
     def load_image(self, image: str) -> None:
         """Copies `image` from the manager's engine to the worker's (`docker save | load`)."""
@@ -265,13 +266,7 @@ class SwarmNodes:
         self.worker.docker("swarm", "leave", timeout=60)
         self.wait_worker("down")
         host_docker("node", "rm", "--force", old)
-        token = host_docker("swarm", "join-token", "-q", "worker").strip()
-        self.worker.docker(
-            "swarm", "join", "--token", token, "--advertise-addr", self.worker_addr,
-            "--listen-addr", f"{self.worker_addr}:2377", f"{self.manager_addr}:2377",
-        )  # fmt: skip
-        self.worker_id = self.worker.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
-        self.wait_worker("ready")
+        self._join_worker()
 
     # ---------------------------------------------------------------- tearing down
 

@@ -194,6 +194,49 @@ def worker_container(nodes: SwarmNodes, name: str) -> str:
     return ids[0]
 
 
+def write_on_worker(nodes: SwarmNodes, name: str, path: str, text: str) -> None:
+    """Writes `text` into `path` in the task's container on the worker."""
+    assert nodes.worker is not None
+    nodes.worker.docker("exec", worker_container(nodes, name), "sh", "-c", f"echo {text} > {path}")
+
+
+def read_on_worker(nodes: SwarmNodes, name: str, path: str) -> str:
+    """`path` in the task's container on the worker."""
+    assert nodes.worker is not None
+    return nodes.worker.docker("exec", worker_container(nodes, name), "cat", path).stdout.strip()
+
+
+NOTES = "/home/jovyan/work/notes.txt"
+
+
+async def a_file_on_the_worker(nodes: SwarmNodes, user: str, text: str) -> Any:
+    """The user's default server, placed on the worker, writes `text` into `NOTES` in the
+    user's volume there and is stopped; the spawner (its record names the worker)."""
+    s = spawner(user, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
+    await bounded(s.start())
+    assert running_on(s.object_name) == nodes.worker_hostname
+    write_on_worker(nodes, s.object_name, NOTES, text)
+    await s.stop()
+    return s
+
+
+async def started_with_the_file(nodes: SwarmNodes, s: Any, text: str) -> None:
+    """`s` starts on the worker and finds `text` in `NOTES` (`a_file_on_the_worker`); stopped."""
+    await bounded(s.start())
+    try:
+        assert running_on(s.object_name) == nodes.worker_hostname
+        assert read_on_worker(nodes, s.object_name, NOTES) == text
+    finally:
+        await s.stop()
+
+
+async def refusal(s: Any) -> str:
+    """The message of the error `s.start()` fails with."""
+    with pytest.raises(rustdocker.RustDockerError) as info:
+        await bounded(s.start())
+    return str(info.value)
+
+
 def no_service(name: str) -> bool:
     return docker("service", "inspect", name, check=False).returncode != 0
 
@@ -287,9 +330,7 @@ async def test_a_node_pulling_the_image_is_shown_and_an_image_no_node_has_fails_
     # and the swarm's reason, and no service is left.
     missing = f"{registry.host}/rustdocker-test/never-pushed-{uuid.uuid4().hex[:8]}:latest"
     s = spawner(f"{unique}x", image=missing, extra_placement_spec=ON_WORKER)
-    with pytest.raises(rustdocker.RustDockerError) as info:
-        await bounded(s.start())
-    message = str(info.value)
+    message = await refusal(s)
     assert f"rejected on node '{nodes.worker_hostname}' (id {nodes.worker_id})" in message
     assert missing in message, message
     assert no_service(s.object_name)
@@ -367,15 +408,7 @@ async def test_a_users_files_follow_the_user_to_their_node(nodes: SwarmNodes, un
     """The issue's scenario: a file written on the worker is there at each of ten starts after
     a hub restart, with no placement of the operator's; a drained node fails the start with a
     message; made active again, the server starts there."""
-    assert nodes.worker is not None
-    first = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
-    await bounded(first.start())
-    assert running_on(first.object_name) == nodes.worker_hostname
-    nodes.worker.docker(
-        "exec", worker_container(nodes, first.object_name),
-        "sh", "-c", "echo kept > /home/jovyan/work/notes.txt",
-    )  # fmt: skip
-    await first.stop()
+    first = await a_file_on_the_worker(nodes, unique, "kept")
     assert first.get_state()["volume_node"] == {
         "id": nodes.worker_id,
         "hostname": nodes.worker_hostname,
@@ -384,23 +417,12 @@ async def test_a_users_files_follow_the_user_to_their_node(nodes: SwarmNodes, un
     with busy_worker():  # left to itself, the swarm would choose the manager
         for _ in range(10):
             s = restarted(s, volumes=VOLUMES)
-            await bounded(s.start())
-            try:
-                assert running_on(s.object_name) == nodes.worker_hostname
-                out = nodes.worker.docker(
-                    "exec", worker_container(nodes, s.object_name),
-                    "cat", "/home/jovyan/work/notes.txt",
-                ).stdout  # fmt: skip
-                assert out.strip() == "kept"
-            finally:
-                await s.stop()
+            await started_with_the_file(nodes, s, "kept")
     volumes_before = volumes_of(unique)
     docker("node", "update", "--availability", "drain", nodes.worker_id)
     try:
         s = restarted(s, volumes=VOLUMES)
-        with pytest.raises(rustdocker.RustDockerError) as info:
-            await bounded(s.start())
-        message = str(info.value)
+        message = await refusal(s)
         for part in (
             f"start the default server of user '{unique}'",
             f"jupyterhub-user-{unique}",
@@ -417,10 +439,7 @@ async def test_a_users_files_follow_the_user_to_their_node(nodes: SwarmNodes, un
     await bounded(s.start())
     try:
         assert running_on(s.object_name) == nodes.worker_hostname
-        out = nodes.worker.docker(
-            "exec", worker_container(nodes, s.object_name), "cat", "/home/jovyan/work/notes.txt"
-        ).stdout
-        assert out.strip() == "kept"
+        assert read_on_worker(nodes, s.object_name, NOTES) == "kept"
         # The worker made its own copy of the volume, labelled as the manager labels its own.
         labels = json.loads(
             nodes.worker.docker("volume", "inspect", f"jupyterhub-user-{unique}").stdout
@@ -434,14 +453,7 @@ async def test_a_users_files_follow_the_user_to_their_node(nodes: SwarmNodes, un
 async def test_a_named_server_follows_the_node_of_the_users_volume(
     nodes: SwarmNodes, unique: str
 ) -> None:
-    assert nodes.worker is not None
-    default = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
-    await bounded(default.start())
-    nodes.worker.docker(
-        "exec", worker_container(nodes, default.object_name),
-        "sh", "-c", "echo shared > /home/jovyan/work/f",
-    )  # fmt: skip
-    await default.stop()
+    default = await a_file_on_the_worker(nodes, unique, "shared")
     # The user's named server, with no record of its own and no placement of the operator's.
     lab = spawner(unique, "lab", volumes=VOLUMES)
     lab.user = default.user
@@ -450,10 +462,7 @@ async def test_a_named_server_follows_the_node_of_the_users_volume(
         await bounded(lab.start())
     try:
         assert running_on(lab.object_name) == nodes.worker_hostname
-        out = nodes.worker.docker(
-            "exec", worker_container(nodes, lab.object_name), "cat", "/home/jovyan/work/f"
-        ).stdout
-        assert out.strip() == "shared"
+        assert read_on_worker(nodes, lab.object_name, NOTES) == "shared"
         assert lab.get_state()["volume_node"]["id"] == nodes.worker_id
     finally:
         await lab.stop()
@@ -482,9 +491,7 @@ async def test_constraints_excluding_the_volumes_node_cannot_be_placed(
         unique, volumes=VOLUMES, extra_placement_spec={"constraints": ["node.role==manager"]}
     )
     s.load_state({"volume_node": {"id": nodes.worker_id, "hostname": "old-name"}})
-    with pytest.raises(rustdocker.RustDockerError) as info:
-        await bounded(s.start())
-    message = str(info.value)
+    message = await refusal(s)
     # The node by its hostname now, as the swarm shows it, and its id.
     assert f"'{nodes.worker_hostname}' (id {nodes.worker_id})" in message, message
     assert "'node.role==manager'" in message and "cannot be placed" in message, message
@@ -574,22 +581,13 @@ async def test_deleting_a_server_whose_files_are_on_another_node_says_where_they
 async def test_a_node_that_joined_again_under_a_new_id_is_named(
     nodes: SwarmNodes, unique: str
 ) -> None:
-    assert nodes.worker is not None
-    s = spawner(unique, volumes=VOLUMES, extra_placement_spec=ON_WORKER)
-    await bounded(s.start())
-    nodes.worker.docker(
-        "exec", worker_container(nodes, s.object_name),
-        "sh", "-c", "echo kept > /home/jovyan/work/notes.txt",
-    )  # fmt: skip
-    await s.stop()
+    s = await a_file_on_the_worker(nodes, unique, "kept")
     old = nodes.worker_id
     await asyncio.to_thread(nodes.rejoin_worker)
     new = nodes.worker_id
     assert new != old
     s = restarted(s, volumes=VOLUMES)
-    with pytest.raises(rustdocker.RustDockerError) as info:
-        await bounded(s.start())
-    message = str(info.value)
+    message = await refusal(s)
     for part in (
         f"'{nodes.worker_hostname}' (id {old})",
         "is no longer in the swarm",
@@ -605,15 +603,7 @@ async def test_a_node_that_joined_again_under_a_new_id_is_named(
         place_on_volume_node=False,
         extra_placement_spec={"constraints": [f"node.id=={new}"]},
     )
-    await bounded(s.start())
-    try:
-        assert running_on(s.object_name) == nodes.worker_hostname
-        out = nodes.worker.docker(
-            "exec", worker_container(nodes, s.object_name), "cat", "/home/jovyan/work/notes.txt"
-        ).stdout
-        assert out.strip() == "kept"
-    finally:
-        await s.stop()
+    await started_with_the_file(nodes, s, "kept")
     assert s.get_state()["volume_node"]["id"] == new
 
 
@@ -642,9 +632,7 @@ async def test_a_server_on_a_node_that_goes_down(nodes: SwarmNodes, unique: str,
         await asyncio.wait_for(s.stop(), 60)  # the hub's clean-up does not wait on the node
         assert no_service(s.object_name)
         s2 = restarted(s, volumes=VOLUMES)
-        with pytest.raises(rustdocker.RustDockerError) as info:
-            await bounded(s2.start())
-        message = str(info.value)
+        message = await refusal(s2)
         assert f"'{nodes.worker_hostname}' (id {nodes.worker_id})" in message, message
         assert "is down" in message and f"user '{unique}'" in message, message
         assert "Start the node's Docker engine again" in message, message
