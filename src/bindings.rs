@@ -21,6 +21,7 @@ use crate::docker::containers::AddressParams;
 use crate::docker::containers::{
     owned_container, ContainerStatus, Owner, StartOutcome, StopParams,
 };
+use crate::docker::services::{Reach, TASK_END_WAIT};
 use crate::docker::volumes::{StageFiles, VolumeDeletion};
 use crate::docker::{client_timeout, progress, Engine, TlsFiles};
 use crate::errors::{CoreError, CoreResult};
@@ -104,6 +105,35 @@ impl PyStartResult {
             recreated: o.config.recreated,
             config_note: o.config.note,
         }
+    }
+}
+
+/// The result of `DockerClient.start_service`.
+#[pyclass(
+    module = "rustdocker._core",
+    name = "ServiceStartResult",
+    frozen,
+    get_all
+)]
+pub struct PyServiceStartResult {
+    id: String,
+    ip: String,
+    port: u16,
+    /// What the spec left out and why, for the spawner's log.
+    warnings: Vec<String>,
+    /// The id of the swarm node that runs the task.
+    node_id: String,
+    /// That node's hostname.
+    node_hostname: String,
+}
+
+#[pymethods]
+impl PyServiceStartResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "ServiceStartResult(id={:?}, ip={:?}, port={}, node_hostname={:?})",
+            self.id, self.ip, self.port, self.node_hostname
+        )
     }
 }
 
@@ -482,7 +512,7 @@ impl PyDockerClient {
     }
 
     /// Starts a swarm service from a JSON container spec and JSON swarm extras; awaitable of
-    /// `(service_id, ip, port, warnings)`. `ticket` (unique per call) is what `settle` takes.
+    /// a `ServiceStartResult`. `ticket` (unique per call) is what `settle` takes.
     fn start_service<'py>(
         &self,
         py: Python<'py>,
@@ -491,22 +521,30 @@ impl PyDockerClient {
         ticket: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (spec, swarm) = guard("DockerClient.start_service", || {
-            let spec = ContainerSpec::from_json(spec_json)?;
-            let swarm: SwarmExtras = serde_json::from_str(swarm_json)
-                .map_err(|e| CoreError::InvalidSpec(format!("invalid swarm settings: {e}")))?;
-            Ok::<_, CoreError>((spec, swarm))
+            Ok::<_, CoreError>((
+                ContainerSpec::from_json(spec_json)?,
+                swarm_extras(swarm_json)?,
+            ))
         })?;
         let warnings = spec.warnings.clone();
         let engine = self.engine.clone();
         awaitable(py, "DockerClient.start_service", async move {
             let out = engine.start_service(spec, swarm, ticket).await?;
-            Ok((out.id, out.ip, out.port, warnings))
+            Ok(PyServiceStartResult {
+                id: out.id,
+                ip: out.ip,
+                port: out.port,
+                warnings,
+                node_id: out.node_id,
+                node_hostname: out.node_hostname,
+            })
         })
     }
 
-    /// A swarm service's newest task; awaitable of `(running, state, exit_code)`, or None when
-    /// the service does not exist or is not the server's whose labels are `labels` (or is
-    /// unlabelled and `adopt_unlabelled`).
+    /// A swarm service's newest task; awaitable of `(running, state, exit_code, node)`, or
+    /// None when the service does not exist or is not the server's whose labels are `labels`
+    /// (or is unlabelled and `adopt_unlabelled`). `state` is `node-down` for a task the swarm
+    /// still shows running on a node that is down (`running` is False then).
     #[pyo3(signature = (name, labels, adopt_unlabelled=false))]
     fn service_status<'py>(
         &self,
@@ -527,19 +565,70 @@ impl PyDockerClient {
             Ok(engine
                 .service_status(&name)
                 .await?
-                .map(|s| (s.running, s.state, s.exit_code)))
+                .map(|s| (s.running, s.state, s.exit_code, s.node)))
+        })
+    }
+
+    /// Where the hub reaches the running server of the swarm service `name` (if it is the
+    /// server's whose labels are `labels`): awaitable of `(ip, port)`, or None when it has no
+    /// running task. `publish_mode` is `ingress` or `host` (the task's node address).
+    #[pyo3(signature = (name, labels, port, publish_mode, use_internal_ip, host_ip, adopt_unlabelled=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn service_address<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        labels: BTreeMap<String, String>,
+        port: u16,
+        publish_mode: &str,
+        use_internal_ip: bool,
+        host_ip: String,
+        adopt_unlabelled: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let owner = owner_of(&labels)?;
+        let publish_mode = guard("DockerClient.service_address", || {
+            swarm_extras(&serde_json::json!({ "publish_mode": publish_mode }).to_string())
+                .map(|s| s.publish_mode)
+        })?;
+        let reach = Reach {
+            port,
+            use_internal_ip,
+            publish_mode,
+            host_ip,
+        };
+        let engine = self.engine.clone();
+        awaitable(py, "DockerClient.service_address", async move {
+            if !engine
+                .service_owned(&name, &owner, adopt_unlabelled)
+                .await?
+            {
+                return Ok(None);
+            }
+            Ok(engine.service_address(&name, &reach).await?)
+        })
+    }
+
+    /// The swarm node of the engine this client talks to (the hub's); awaitable of
+    /// `(id, hostname)`, or None when the engine is in no swarm.
+    fn swarm_node<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.engine.clone();
+        awaitable(py, "DockerClient.swarm_node", async move {
+            Ok(engine.hub_node().await?)
         })
     }
 
     /// Removes a swarm service (a missing one is fine) if it is the server's whose labels are
     /// `labels` (or is unlabelled and `adopt_unlabelled`); awaitable of whether it removed it.
-    #[pyo3(signature = (name, labels, adopt_unlabelled=false))]
+    /// With `wait_tasks`, it then waits (at most 45 s) until the swarm has ended the service's
+    /// tasks, so that their node's resources are free for the next start.
+    #[pyo3(signature = (name, labels, adopt_unlabelled=false, wait_tasks=true))]
     fn remove_service<'py>(
         &self,
         py: Python<'py>,
         name: String,
         labels: BTreeMap<String, String>,
         adopt_unlabelled: bool,
+        wait_tasks: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let owner = owner_of(&labels)?;
         let engine = self.engine.clone();
@@ -551,7 +640,11 @@ impl PyDockerClient {
             {
                 return Ok(false);
             }
-            engine.remove_service(&name).await?;
+            if wait_tasks {
+                engine.remove_service_settled(&name, TASK_END_WAIT).await?;
+            } else {
+                engine.remove_service(&name).await?;
+            }
             Ok(true)
         })
     }
@@ -824,6 +917,25 @@ pub fn cpu_cores(value: &Bound<'_, PyAny>, setting: &str) -> PyResult<Option<f64
         };
         Ok(Some(memory::cpu_cores(setting, cores)?))
     })
+}
+
+/// SwarmSpawner's settings of a start (JSON), or an error naming what is wrong.
+fn swarm_extras(swarm_json: &str) -> CoreResult<SwarmExtras> {
+    serde_json::from_str(swarm_json)
+        .map_err(|e| CoreError::InvalidSpec(format!("invalid swarm settings: {e}")))
+}
+
+/// The named volumes of a swarm start (its spec and swarm settings, JSON) that are the user's
+/// own and stay on the node that made them (a `local` volume that mounts no file server): the
+/// volumes `place_on_volume_node` keeps on one node.
+#[pyfunction]
+pub fn node_local_volumes(spec_json: &str, swarm_json: &str) -> PyResult<Vec<String>> {
+    guard("node_local_volumes", || {
+        let spec = ContainerSpec::from_json(spec_json)?;
+        let swarm = swarm_extras(swarm_json)?;
+        crate::swarm::node_local_volumes(&spec, &swarm)
+    })
+    .map_err(Into::into)
 }
 
 /// DockerSpawner's `volume_binds` from rendered `volumes` rows (JSON, as in a spec's

@@ -36,6 +36,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bindings::PyDockerClient>()?;
     m.add_class::<bindings::PyStartResult>()?;
     m.add_class::<bindings::PyContainerStatus>()?;
+    m.add_class::<bindings::PyServiceStartResult>()?;
     m.add_function(wrap_pyfunction!(bindings::escape, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::escape_legacy, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::imagename, m)?)?;
@@ -49,6 +50,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::cpu_cores, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::volume_binds, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::engine_mounts, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::node_local_volumes, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::docker_host, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::metrics_snapshot, m)?)?;
     // The label keys on every object rustdocker creates: defined once, in the core.

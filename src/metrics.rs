@@ -156,6 +156,14 @@ labels! {
         RemoveService => "remove_service",
         /// `GET /tasks`.
         ListTasks => "list_tasks",
+        /// `GET /tasks/{id}`.
+        InspectTask => "inspect_task",
+        /// `GET /nodes/{id}`.
+        InspectNode => "inspect_node",
+        /// `GET /nodes`.
+        ListNodes => "list_nodes",
+        /// `GET /volumes/{name}`.
+        InspectVolume => "inspect_volume",
     }
 }
 

@@ -537,17 +537,42 @@ fn swarm_extras() -> impl Strategy<Value = SwarmExtras> {
         extra(&["mode", "ports", "Mode", "Ports"]),
         text(),
         json_object(text(), 2),
+        (any::<bool>(), proptest::option::of(text())),
     )
         .prop_map(
-            |(cpu, container, resources, placement, task, endpoint, driver, options)| SwarmExtras {
-                cpu_guarantee: cpu,
-                extra_container_spec: container,
-                extra_resources_spec: resources,
-                extra_placement_spec: placement,
-                extra_task_spec: task,
-                extra_endpoint_spec: endpoint,
-                volume_driver: driver,
-                volume_driver_options: options,
+            |(
+                cpu,
+                container,
+                resources,
+                placement,
+                task,
+                endpoint,
+                driver,
+                options,
+                (host, pin),
+            )| {
+                SwarmExtras {
+                    cpu_guarantee: cpu,
+                    extra_container_spec: container,
+                    extra_resources_spec: resources,
+                    extra_placement_spec: placement,
+                    extra_task_spec: task,
+                    extra_endpoint_spec: endpoint,
+                    volume_driver: driver,
+                    volume_driver_options: options,
+                    publish_mode: if host {
+                        crate::swarm::PublishMode::Host
+                    } else {
+                        crate::swarm::PublishMode::Ingress
+                    },
+                    pin_node: pin.map(|id| crate::swarm::PinNode {
+                        hostname: id.clone(),
+                        id,
+                        recorded_by: "this server's last start".to_owned(),
+                        volumes: Vec::new(),
+                    }),
+                    unrecorded_volumes: Vec::new(),
+                }
             },
         )
 }
@@ -1019,7 +1044,10 @@ proptest! {
             Err(err) => {
                 clean(&err)?;
                 prop_assert!(
-                    names_one_of(&err, &["mounts", "extra_", "cpu_limit", "cpu_guarantee"]),
+                    names_one_of(
+                        &err,
+                        &["mounts", "extra_", "cpu_limit", "cpu_guarantee", "volume_driver_options"]
+                    ),
                     "{}",
                     err
                 );

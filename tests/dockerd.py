@@ -146,11 +146,7 @@ class Dockerd:
     def start(self, timeout: float = 60) -> None:
         """Starts it (the first time, with its bridge) and waits until it answers."""
         if not self.subnets:
-            prefix = reserve_subnet()
-            self.subnets.append(prefix)
-            subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
-            subprocess.run(["ip", "addr", "add", f"{prefix}.1/24", "dev", self.bridge], check=True)
-            subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
+            self._make_bridge()
         with self.log_path.open("ab") as log:
             log.write(f"\n===== starting dockerd at {time.strftime('%X')} =====\n".encode())
             log.flush()
@@ -160,6 +156,14 @@ class Dockerd:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"dockerd did not start:\n{self.log_tail()}")
             time.sleep(0.2)
+
+    def _make_bridge(self) -> None:
+        """Its default bridge, on a /24 of its own (the first start only)."""
+        prefix = reserve_subnet()
+        self.subnets.append(prefix)
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{prefix}.1/24", "dev", self.bridge], check=True)
+        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
 
     def stop(self, timeout: float = 60) -> None:
         """SIGTERM, as a service manager stops it: without `live_restore` it stops its

@@ -32,7 +32,8 @@ VERBS = {
     "start_container", "stop_container", "remove_container", "container_logs",
     "upload_to_container", "connect_network", "inspect_image", "pull_image", "create_volume",
     "create_exec", "start_exec", "inspect_exec", "create_service", "inspect_service",
-    "remove_service", "list_tasks",
+    "remove_service", "list_tasks", "inspect_task", "inspect_node",
+    "list_nodes", "inspect_volume",
 }  # fmt: skip
 KINDS = {
     "not_found", "conflict", "client", "server", "timeout", "connection", "registry",

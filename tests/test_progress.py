@@ -79,9 +79,18 @@ def test_phases() -> None:
     assert at("create") == (8, "Creating the container")
     assert at("start") == (85, "Starting the container")
     assert at("start", 31)[1] == "Starting the container (the Docker engine has taken 31 s)"
-    assert at("task", 25, "preparing")[1] == (
-        "Waiting for the swarm to run the server (task preparing): the node may be pulling the "
-        "image"
+    assert at("task", 1, "pending")[1] == "Waiting for the swarm to run the server (task pending)"
+    assert at("task", 25, "pending")[1] == (
+        "Waiting for the swarm to run the server (task pending: no node can take it yet "
+        "(placement constraints, or resources reserved))"
+    )
+    snap = {"phase": "task", "phase_seconds": 1, "detail": "preparing", "node": "w1"}
+    assert describe("core", snap, meter, 100.0, 99.0, image="reg:5000/big:1")[1] == (
+        "Waiting for the swarm to run the server (task preparing on node 'w1': the node pulls "
+        "reg:5000/big:1 if it does not have it)"
+    )
+    assert at("task", 25, "assigned")[1] == (
+        "Waiting for the swarm to run the server (task assigned: the node may be pulling the image)"
     )
     assert describe("waiting", None, meter, now=40.0, since=10.0) == (
         90,

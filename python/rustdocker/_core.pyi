@@ -23,6 +23,7 @@ __all__ = [
     "DockerConnectionError",
     "NotFoundError",
     "RustDockerError",
+    "ServiceStartResult",
     "StartResult",
     "__version__",
     "build_create_body",
@@ -36,6 +37,7 @@ __all__ = [
     "imagename",
     "memory_bytes",
     "metrics_snapshot",
+    "node_local_volumes",
     "parse_byte_specification",
     "parse_docker_bytes",
     "set_logger",
@@ -110,6 +112,27 @@ class StartResult:
     def config_note(self) -> str | None:
         """What to log about a kept container's configuration: what changed and what was done,
         or that it carries no record; None when there is nothing to say."""
+
+@final
+class ServiceStartResult:
+    """What `DockerClient.start_service` did."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def ip(self) -> str:
+        """The address the hub reaches the server at."""
+    @property
+    def port(self) -> int: ...
+    @property
+    def warnings(self) -> list[str]:
+        """What the spec left out and why, for the spawner's log."""
+    @property
+    def node_id(self) -> str:
+        """The id of the swarm node that runs the task."""
+    @property
+    def node_hostname(self) -> str:
+        """That node's hostname."""
 
 @final
 class ContainerStatus:
@@ -222,19 +245,42 @@ class DockerClient:
         running."""
     def start_service(
         self, spec_json: str, swarm_json: str, ticket: str
-    ) -> Awaitable[tuple[str, str, int, list[str]]]:
-        """Replace any service of the name, create it, wait until its task runs; `(id, ip,
-        port)`. A rejected or failed task fails with the swarm's reason. Safe to cancel."""
+    ) -> Awaitable[ServiceStartResult]:
+        """Replace any service of the name, create it, wait until its task runs: where the
+        server is reached and the node that runs it. A start held to a node (`pin_node`) that
+        cannot take it fails before anything is made; a rejected or failed task fails with the
+        swarm's reason and the node's name. Safe to cancel."""
     def service_status(
         self, name: str, labels: dict[str, str], adopt_unlabelled: bool = False
-    ) -> Awaitable[tuple[bool, str, int] | None]:
-        """A swarm service's newest task `(running, state, exit_code)`; None when the service
-        does not exist or is not the server's whose labels are `labels`."""
+    ) -> Awaitable[tuple[bool, str, int, str] | None]:
+        """A swarm service's newest task `(running, state, exit_code, node)`; None when the
+        service does not exist or is not the server's whose labels are `labels`. `state` is
+        `node-down` (not running) for a task on a node that is down."""
+    def service_address(
+        self,
+        name: str,
+        labels: dict[str, str],
+        port: int,
+        publish_mode: str,
+        use_internal_ip: bool,
+        host_ip: str,
+        adopt_unlabelled: bool = False,
+    ) -> Awaitable[tuple[str, int] | None]:
+        """Where the server's running task is reached now (`publish_mode` `host`: its node's
+        address and the port it published); None without a running task of the server's."""
+    def swarm_node(self) -> Awaitable[tuple[str, str] | None]:
+        """The swarm node of the engine this client talks to (the hub's), `(id, hostname)`;
+        None when the engine is in no swarm."""
     def remove_service(
-        self, name: str, labels: dict[str, str], adopt_unlabelled: bool = False
+        self,
+        name: str,
+        labels: dict[str, str],
+        adopt_unlabelled: bool = False,
+        wait_tasks: bool = True,
     ) -> Awaitable[bool]:
         """Remove the server's swarm service (missing is fine), if it is that server's; whether
-        it removed it."""
+        it removed it. With `wait_tasks`, return once the swarm has ended its tasks (at most
+        45 s), so that their node's resources are free."""
     def stage_files(
         self,
         volume: str,
@@ -321,6 +367,10 @@ def volume_binds(volumes_json: str) -> str:
 
 def engine_mounts(mounts_json: str) -> str:
     """Rendered `mounts` entries (JSON) as Engine `Mount` objects (JSON)."""
+
+def node_local_volumes(spec_json: str, swarm_json: str) -> list[str]:
+    """The user's own named volumes of a swarm start (its spec and swarm settings, JSON) that
+    stay on the node that made them (a `local` volume mounting no file server)."""
 
 def docker_host(host: str | None = None) -> tuple[str, str]:
     """`(the Docker host to use, its hostname)`: `host`, else `DOCKER_HOST`, else the local

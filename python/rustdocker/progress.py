@@ -104,11 +104,31 @@ def describe_pull(
     return percent, message
 
 
+def describe_task(state: str, node: str, image: str, slow: bool) -> str:
+    """The message while a swarm service's task is on its way: its state, the node it is on,
+    and what that means (`preparing`: the node pulls the image if it does not have it)."""
+    where = f" on node {node!r}" if node else ""
+    message = f"Waiting for the swarm to run the server (task {state or 'new'}{where}"
+    if state == "preparing":
+        message += f": the node pulls {image or 'the image'} if it does not have it"
+    elif state == "pending" and slow:
+        message += ": no node can take it yet (placement constraints, or resources reserved)"
+    elif slow and state in ("assigned", "accepted"):
+        message += ": the node may be pulling the image"
+    return message + ")"
+
+
 def describe(
-    stage: str, snapshot: dict[str, Any] | None, meter: RateMeter, now: float, since: float
+    stage: str,
+    snapshot: dict[str, Any] | None,
+    meter: RateMeter,
+    now: float,
+    since: float,
+    image: str = "",
 ) -> tuple[int, str]:
     """The bar and message for a start at `stage` (`preparing`, `core`, `waiting`), with the
-    core's `snapshot` while it runs; `since` is when the stage (or the core's phase) began."""
+    core's `snapshot` while it runs; `since` is when the stage (or the core's phase) began;
+    `image` is the server's image."""
     if stage == "core" and snapshot is not None:
         phase = snapshot["phase"]
         if phase == "pull" and snapshot.get("pull"):
@@ -122,9 +142,7 @@ def describe(
         elif phase == "create":
             message = "Creating the container"
         elif phase == "task":
-            message = f"Waiting for the swarm to run the server (task {detail or 'new'})"
-            if slow and detail in ("pending", "assigned", "accepted", "preparing"):
-                message += ": the node may be pulling the image"
+            message = describe_task(detail, snapshot.get("node") or "", image, slow)
         else:
             message = "Starting the container"
         if slow and phase != "task":
@@ -209,6 +227,7 @@ class Progress(SpawnerPart):
                     meter,
                     time.monotonic(),
                     self._start_stage_since,
+                    str(getattr(self, "image", "")),
                 )
                 highest = max(highest, percent)
                 event = {"progress": highest, "message": message}

@@ -32,6 +32,11 @@ pub const SERVER_LABEL: &str = "org.rustdocker.server";
 /// by the user's servers) or `shared` (by several users). Only `server` and `user` volumes are
 /// ever removed, when the server or user is deleted and the operator asked (`remove_on_delete`).
 pub const SCOPE_LABEL: &str = "org.rustdocker.scope";
+/// Label on a named volume made by a SwarmSpawner start, which records in the server's state
+/// the node its task ran on (`place_on_volume_node`). A user's volume on the hub's engine
+/// without it was made before nodes were recorded (by DockerSpawner, or a container spawner):
+/// the user's files are there, so a start with no record is held to the hub's node.
+pub const NODE_RECORDED_LABEL: &str = "org.rustdocker.node-recorded";
 
 /// The engine bollard talks to when neither the settings nor `DOCKER_HOST` name one.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";

@@ -331,6 +331,7 @@ struct StartInner {
     since: Instant,
     pull: Option<(Arc<PullState>, bool)>,
     detail: String,
+    node: String,
 }
 
 impl StartProgress {
@@ -357,6 +358,14 @@ impl StartProgress {
         }
     }
 
+    /// The swarm node the start's task is on (its hostname).
+    pub fn node(&self, hostname: &str) {
+        let mut inner = lock(&self.inner);
+        if inner.node != hostname {
+            hostname.clone_into(&mut inner.node);
+        }
+    }
+
     /// The start's progress now.
     pub fn snapshot(&self) -> StartSnapshot {
         let inner = lock(&self.inner);
@@ -364,6 +373,7 @@ impl StartProgress {
             phase: inner.phase.name(),
             phase_seconds: inner.since.elapsed().as_secs_f64(),
             detail: inner.detail.clone(),
+            node: inner.node.clone(),
             pull: inner
                 .pull
                 .as_ref()
@@ -383,6 +393,8 @@ pub struct StartSnapshot {
     pub phase_seconds: f64,
     /// A word on it (may be empty).
     pub detail: String,
+    /// The swarm node its task is on (may be empty).
+    pub node: String,
     /// During a pull: its figures.
     pub pull: Option<PullSnapshot>,
     /// During a pull: whether another start (or the pre-pull) runs it.
@@ -424,6 +436,7 @@ pub fn track(ticket: &str) -> Tracked {
             since: Instant::now(),
             pull: None,
             detail: String::new(),
+            node: String::new(),
         }),
     });
     lock(&STARTS).insert(ticket.to_owned(), progress.clone());
